@@ -1,0 +1,105 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from stayflow import __version__
+from stayflow.apps.endpoints import router as apps_router
+from stayflow.crypto import Encryptor
+from stayflow.db import make_engine, make_session_factory
+from stayflow.errors import StayflowError
+from stayflow.jobs.worker import Worker
+from stayflow.ops.endpoints import router as ops_router
+from stayflow.ops.metrics import Metrics
+from stayflow.ops.middleware import RequestContextMiddleware
+from stayflow.settings import Settings
+
+log = logging.getLogger("stayflow.app")
+
+
+def _error(status: int, type_: str, message: str, details: Any = None) -> JSONResponse:
+    body: dict[str, Any] = {"type": type_, "message": message}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StayflowError)
+    async def stayflow_error(_request: Request, exc: StayflowError) -> JSONResponse:
+        return JSONResponse(exc.to_body(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"] if p != "body") or "request"
+        return _error(422, "invalid_request", f"{where}: {first['msg']}", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        type_ = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+        return _error(exc.status_code, type_.get(exc.status_code, "http_error"), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("http.unhandled", exc_info=exc)
+        return _error(500, "internal", "internal error; the request id is in X-Request-ID")
+
+
+def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
+    """Build the app. ``run_worker`` runs an in-process job worker for its lifetime."""
+    settings = settings.ensure_secret_key()
+    engine = make_engine(settings)
+    session_factory = make_session_factory(engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker: Worker | None = None
+        if run_worker:
+            worker = Worker(
+                session_factory,
+                concurrency=settings.worker_concurrency,
+                poll_interval=settings.worker_poll_interval,
+                lease_seconds=settings.job_lease_seconds,
+                services=app.state.services,
+            )
+            worker.start()
+        app.state.worker = worker
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="stayflow",
+        version=__version__,
+        description="Cancel flows and retention for Stripe Billing, self-hosted.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = session_factory
+    app.state.encryptor = Encryptor(settings.secret_key)
+    app.state.services = {"settings": settings, "encryptor": app.state.encryptor}
+    app.state.metrics = Metrics(session_factory)
+    app.state.worker = None
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    app.include_router(ops_router)
+    app.include_router(apps_router)
+    return app

@@ -1,0 +1,184 @@
+"""The ``stayflow`` command."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from typing import Any
+
+import click
+
+from stayflow.settings import ConfigError, Settings, load_settings
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings().ensure_secret_key()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _migrate(settings: Settings) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from stayflow.db import make_engine, migrate
+
+    engine = make_engine(settings)
+    try:
+        migrate(engine)
+    except OperationalError as exc:
+        raise click.ClickException(
+            f"cannot reach the database ({engine.url.render_as_string(hide_password=True)}): "
+            f"{exc.orig}"
+        ) from exc
+    finally:
+        engine.dispose()
+
+
+@click.group()
+@click.version_option(package_name="stayflow")
+def main() -> None:
+    """stayflow: cancel flows and retention for Stripe Billing."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--no-worker", is_flag=True, help="Do not run the in-process job worker.")
+@click.option("--workers", default=1, show_default=True, help="Web processes (uvicorn).")
+def serve(host: str, port: int, no_worker: bool, workers: int) -> None:
+    """Apply pending migrations, then serve the web app (with an in-process worker)."""
+    import uvicorn
+
+    from stayflow.logs import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_json)
+    _migrate(settings)
+    if workers > 1:
+        # Each process builds its own app from the environment.
+        uvicorn.run(
+            "stayflow.cli.factory:web_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+        )
+        return
+    from stayflow.app import create_app
+
+    app = create_app(settings, run_worker=not no_worker)
+    click.echo(f"stayflow serving on http://{host}:{port} ({_describe_db(settings)})", err=True)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+
+
+def _describe_db(settings: Settings) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.database_url).render_as_string(hide_password=True)
+
+
+@main.command()
+@click.option("--concurrency", default=None, type=int, help="Jobs run at once (threads).")
+def worker(concurrency: int | None) -> None:
+    """Run a standalone job worker until SIGTERM or SIGINT."""
+    from stayflow.db import make_engine, make_session_factory
+    from stayflow.jobs.worker import Worker
+    from stayflow.logs import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_json)
+    _migrate(settings)
+    engine = make_engine(settings)
+    from stayflow.crypto import Encryptor
+
+    runner = Worker(
+        make_session_factory(engine),
+        concurrency=concurrency or settings.worker_concurrency,
+        poll_interval=settings.worker_poll_interval,
+        lease_seconds=settings.job_lease_seconds,
+        services={"settings": settings, "encryptor": Encryptor(settings.secret_key)},
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    runner.start()
+    click.echo(f"stayflow worker {runner.worker_id} running", err=True)
+    while not stop.wait(0.5):
+        pass
+    runner.stop(timeout=settings.job_lease_seconds)
+    engine.dispose()
+    click.echo("stayflow worker stopped", err=True)
+
+
+@main.command()
+def migrate() -> None:
+    """Apply pending database migrations."""
+    settings = _settings()
+    _migrate(settings)
+    click.echo(f"database at the newest migration ({_describe_db(settings)})")
+
+
+@main.group()
+def apps() -> None:
+    """Manage apps (tenants)."""
+
+
+@apps.command("create")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def apps_create(name: str, as_json: bool) -> None:
+    """Create an app; prints its id, its secret and an admin API key (shown once)."""
+    from stayflow.apps import service
+    from stayflow.crypto import Encryptor
+    from stayflow.db import make_engine, make_session_factory, transaction
+    from stayflow.errors import StayflowError
+
+    settings = _settings()
+    _migrate(settings)
+    engine = make_engine(settings)
+    try:
+        with transaction(make_session_factory(engine)) as db:
+            created = service.create_app(db, Encryptor(settings.secret_key), name)
+            out = {
+                "app_id": created.app.app_id,
+                "app_secret": created.app_secret,
+                "api_key": created.api_key,
+            }
+    except StayflowError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    click.echo(f"app_id:     {out['app_id']}")
+    click.echo(f"app_secret: {out['app_secret']}")
+    click.echo(f"api_key:    {out['api_key']}")
+    click.echo("Keep the secret and the key now: they are not shown again.", err=True)
+
+
+@apps.command("list")
+def apps_list() -> None:
+    """List apps."""
+    from stayflow.apps import repository
+    from stayflow.db import make_engine, make_session_factory
+
+    settings = _settings()
+    _migrate(settings)
+    engine = make_engine(settings)
+    with make_session_factory(engine)() as db:
+        for app in repository.list_apps(db):
+            click.echo(f"{app.app_id}\t{app.name}\t{app.created_at.isoformat()}")
+    engine.dispose()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Request dependencies: the DB session (the one place a request commits) and the caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
+
+from stayflow.apps import service as apps_service
+from stayflow.apps.models import App
+from stayflow.crypto import Encryptor
+from stayflow.settings import Settings
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    session: Session = request.app.state.session_factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_encryptor(request: Request) -> Encryptor:
+    encryptor: Encryptor = request.app.state.encryptor
+    return encryptor
+
+
+DB = Annotated[Session, Depends(get_db)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+EncryptorDep = Annotated[Encryptor, Depends(get_encryptor)]
+
+
+def current_app(
+    db: DB,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> App:
+    """The tenant the admin API key belongs to; every admin route is scoped by it."""
+    return apps_service.authenticate(db, authorization)
+
+
+CurrentApp = Annotated[App, Depends(current_app)]

@@ -1,0 +1,77 @@
+"""Job handlers, registered by dotted name (``webhooks.deliver``), and periodic schedules."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stayflow.jobs.worker import JobContext
+
+Handler = Callable[["JobContext"], None]
+
+# Modules whose import registers handlers; each domain adds its own ``tasks`` module here.
+HANDLER_MODULES: list[str] = ["stayflow.jobs.tasks"]
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    name: str
+    func: Handler
+    max_attempts: int | None = None
+    backoff_base: float = 2.0
+    backoff_max: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    handler: str
+    interval_seconds: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.handlers: dict[str, HandlerSpec] = {}
+        self.schedules: dict[str, Schedule] = {}
+
+    def handler(
+        self,
+        name: str,
+        *,
+        max_attempts: int | None = None,
+        backoff_base: float = 2.0,
+        backoff_max: float = 3600.0,
+    ) -> Callable[[Handler], Handler]:
+        def register(func: Handler) -> Handler:
+            self.handlers[name] = HandlerSpec(name, func, max_attempts, backoff_base, backoff_max)
+            return func
+
+        return register
+
+    def schedule(
+        self, name: str, handler: str, every_seconds: float, payload: dict[str, Any] | None = None
+    ) -> None:
+        if every_seconds <= 0:
+            raise ValueError("a schedule's interval must be positive")
+        self.schedules[name] = Schedule(name, handler, every_seconds, payload or {})
+
+    def get(self, name: str) -> HandlerSpec | None:
+        return self.handlers.get(name)
+
+
+registry = Registry()
+_loaded = False
+
+
+def load_handlers() -> Registry:
+    """Import every module that registers handlers (once)."""
+    global _loaded
+    if not _loaded:
+        for module in HANDLER_MODULES:
+            importlib.import_module(module)
+        _loaded = True
+    return registry

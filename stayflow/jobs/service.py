@@ -1,0 +1,79 @@
+"""Enqueue durable jobs in the caller's transaction (the outbox), and inspect them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from stayflow.db import insert_ignoring_conflicts, utcnow
+from stayflow.errors import BadRequest
+from stayflow.jobs.models import QUEUED, Job
+
+# Set on a session's info when it enqueued work, so the local worker is woken after commit.
+ENQUEUED_FLAG = "stayflow.jobs_enqueued"
+
+
+def enqueue(
+    db: Session,
+    name: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    app_pk: int | None = None,
+    run_at: datetime | None = None,
+    delay: timedelta | None = None,
+    unique_key: str | None = None,
+    max_attempts: int | None = None,
+) -> Job | None:
+    """Write a job in the caller's transaction; it runs only if that transaction commits.
+
+    With ``unique_key``, a second enqueue of the same key is a no-op and returns None.
+    """
+    if not name or len(name) > 100:
+        raise BadRequest("a job name must be 1 to 100 characters")
+    when = run_at or utcnow()
+    if delay is not None:
+        when = when + delay
+    from stayflow.jobs.registry import load_handlers
+
+    spec = load_handlers().get(name)
+    attempts_cap = max_attempts or (spec.max_attempts if spec and spec.max_attempts else None)
+    values: dict[str, Any] = {
+        "name": name,
+        "payload": payload or {},
+        "app_pk": app_pk,
+        "run_at": when,
+        "status": QUEUED,
+        "attempts": 0,
+        "max_attempts": attempts_cap or db.info.get("stayflow.job_max_attempts", 10),
+        "unique_key": unique_key,
+        "created_at": utcnow(),
+    }
+    db.info[ENQUEUED_FLAG] = True
+    if unique_key is not None:
+        if not insert_ignoring_conflicts(db, Job, values, on=["unique_key"]):
+            return None
+        return db.scalar(select(Job).where(Job.unique_key == unique_key))
+    job = Job(**values)
+    db.add(job)
+    db.flush()
+    return job
+
+
+def counts_by_status(db: Session) -> dict[str, int]:
+    rows = db.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+    return {status: count for status, count in rows}
+
+
+def list_jobs(
+    db: Session, *, app_pk: int | None = None, status: str | None = None, limit: int = 100
+) -> Sequence[Job]:
+    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    if app_pk is not None:
+        query = query.where(Job.app_pk == app_pk)
+    if status is not None:
+        query = query.where(Job.status == status)
+    return db.scalars(query).all()

@@ -1,0 +1,378 @@
+"""The job runner: claims due jobs safely under concurrency, runs them, retries, leases.
+
+Claiming is one ``UPDATE ... RETURNING`` over a sub-select; on PostgreSQL the
+sub-select is ``FOR UPDATE SKIP LOCKED`` so concurrent workers never take the
+same row, and on SQLite ``BEGIN IMMEDIATE`` makes the claim single-writer.
+A claimed job carries a lease (``locked_until``) that a heartbeat extends; a
+job whose worker died is taken back by another worker once the lease is over.
+A handler runs in a session that also marks its job done, so its database
+work and the job's completion commit together, and only while the lease is ours.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, event, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from stayflow.db import utcnow
+from stayflow.jobs.models import DEAD, QUEUED, RUNNING, SUCCEEDED, Job
+from stayflow.jobs.registry import Registry, load_handlers
+from stayflow.jobs.service import ENQUEUED_FLAG, enqueue
+
+log = logging.getLogger("stayflow.jobs")
+
+
+class RetryLater(Exception):
+    """Raised by a handler to be retried after ``delay`` seconds (e.g. Retry-After)."""
+
+    def __init__(self, message: str, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class PermanentFailure(Exception):
+    """Raised by a handler when retrying cannot help: the job goes dead at once."""
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    name: str
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    app_pk: int | None
+
+
+@dataclass
+class JobContext:
+    db: Session
+    job: ClaimedJob
+    worker: Worker
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.job.payload
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with jitter: between half and all of base * 2^(attempt-1)."""
+    ceiling = min(cap, base * (2.0 ** max(0, attempt - 1)))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class Worker:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        *,
+        concurrency: int = 4,
+        batch_size: int = 4,
+        poll_interval: float = 0.5,
+        lease_seconds: float = 60.0,
+        worker_id: str | None = None,
+        registry: Registry | None = None,
+        services: dict[str, Any] | None = None,
+    ) -> None:
+        if concurrency < 1 or batch_size < 1:
+            raise ValueError("concurrency and batch_size must be at least 1")
+        self.session_factory = session_factory
+        self.concurrency = concurrency
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.lease = timedelta(seconds=lease_seconds)
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.registry = registry or load_handlers()
+        # Shared objects handlers may need (settings, encryptor, clients), by name.
+        self.services: dict[str, Any] = services or {}
+        self._stop = threading.Event()
+        self._wake = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._held: set[int] = set()
+        self._held_lock = threading.Lock()
+        self._last_buckets: dict[str, int] = {}
+        self.processed = 0
+        self._processed_lock = threading.Lock()
+        event.listen(session_factory, "after_commit", self._after_commit)
+
+    # --- lifecycle -----------------------------------------------------------
+
+    def _after_commit(self, session: Session) -> None:
+        if session.info.pop(ENQUEUED_FLAG, False):
+            self.notify()
+
+    def notify(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    def start(self) -> None:
+        """Run slots, the heartbeat and the scheduler in background threads."""
+        self._stop.clear()
+        for index in range(self.concurrency):
+            self._spawn(self._slot_loop, f"stayflow-worker-{index}")
+        self._spawn(self._heartbeat_loop, "stayflow-heartbeat")
+        self._spawn(self._schedule_loop, "stayflow-scheduler")
+        log.info("jobs.worker.started", extra={"worker_id": self.worker_id})
+
+    def _spawn(self, target: Any, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop claiming, let running jobs finish, hand back jobs claimed but not started."""
+        self._stop.set()
+        self.notify()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads = [t for t in self._threads if t.is_alive()]
+        event.remove(self.session_factory, "after_commit", self._after_commit)
+        log.info("jobs.worker.stopped", extra={"worker_id": self.worker_id})
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run_until_idle(self, max_jobs: int = 10_000, timeout: float = 60.0) -> int:
+        """Run due jobs in this thread until none is due (tests and one-shot commands)."""
+        done = 0
+        deadline = time.monotonic() + timeout
+        while done < max_jobs and time.monotonic() < deadline:
+            jobs = self.claim(min(self.batch_size, max_jobs - done))
+            if not jobs:
+                break
+            for job in jobs:
+                self.execute(job)
+                done += 1
+        return done
+
+    # --- claiming ------------------------------------------------------------
+
+    def claim(self, limit: int) -> list[ClaimedJob]:
+        now = utcnow()
+        with self.session_factory() as db:
+            due = or_(
+                and_(Job.status == QUEUED, Job.run_at <= now),
+                and_(Job.status == RUNNING, Job.locked_until < now),
+            )
+            ids = (
+                select(Job.id)
+                .where(due)
+                .order_by(Job.run_at, Job.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+                .scalar_subquery()
+            )
+            rows = db.execute(
+                update(Job)
+                .where(Job.id.in_(ids))
+                .values(
+                    status=RUNNING,
+                    locked_by=self.worker_id,
+                    locked_until=now + self.lease,
+                    attempts=Job.attempts + 1,
+                )
+                .returning(
+                    Job.id, Job.name, Job.payload, Job.attempts, Job.max_attempts, Job.app_pk
+                )
+                .execution_options(synchronize_session=False)
+            ).all()
+            db.commit()
+        jobs = [ClaimedJob(r[0], r[1], dict(r[2] or {}), r[3], r[4], r[5]) for r in rows]
+        jobs.sort(key=lambda j: j.id)
+        with self._held_lock:
+            self._held.update(j.id for j in jobs)
+        return jobs
+
+    def _release(self, jobs: list[ClaimedJob]) -> None:
+        """Hand back jobs claimed but not started (on shutdown), without using an attempt."""
+        if not jobs:
+            return
+        with self.session_factory() as db:
+            for job in jobs:
+                db.execute(
+                    update(Job)
+                    .where(Job.id == job.id, Job.locked_by == self.worker_id)
+                    .values(
+                        status=QUEUED, locked_by=None, locked_until=None, attempts=job.attempts - 1
+                    )
+                )
+            db.commit()
+        self._forget(jobs)
+
+    def _forget(self, jobs: list[ClaimedJob]) -> None:
+        with self._held_lock:
+            self._held.difference_update(j.id for j in jobs)
+
+    # --- running -------------------------------------------------------------
+
+    def execute(self, job: ClaimedJob) -> str:
+        """Run one claimed job and record its outcome; returns the resulting status."""
+        try:
+            return self._execute(job)
+        finally:
+            self._forget([job])
+            with self._processed_lock:
+                self.processed += 1
+
+    def _execute(self, job: ClaimedJob) -> str:
+        spec = self.registry.get(job.name)
+        if spec is None:
+            return self._fail(job, f"no handler registered for {job.name!r}", permanent=True)
+        if job.attempts > job.max_attempts:
+            return self._fail(job, "lease expired on the last attempt", permanent=True)
+        started = time.monotonic()
+        db = self.session_factory()
+        try:
+            spec.func(JobContext(db=db, job=job, worker=self))
+            finished = db.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.locked_by == self.worker_id)
+                .values(
+                    status=SUCCEEDED,
+                    finished_at=utcnow(),
+                    locked_by=None,
+                    locked_until=None,
+                    last_error=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if finished.rowcount != 1:  # type: ignore[attr-defined]
+                # Our lease ran out and another worker owns the job now: undo our work.
+                db.rollback()
+                log.warning("jobs.lease_lost", extra={"job_id": job.id, "job": job.name})
+                return RUNNING
+            db.commit()
+        except RetryLater as exc:
+            db.rollback()
+            return self._fail(job, str(exc) or "retry requested", delay=exc.delay)
+        except PermanentFailure as exc:
+            db.rollback()
+            return self._fail(job, str(exc) or exc.__class__.__name__, permanent=True)
+        except Exception as exc:
+            db.rollback()
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            log.warning("jobs.failed", extra={"job_id": job.id, "job": job.name, "error": detail})
+            return self._fail(job, detail)
+        finally:
+            db.close()
+        log.debug(
+            "jobs.succeeded",
+            extra={
+                "job_id": job.id,
+                "job": job.name,
+                "ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )
+        return SUCCEEDED
+
+    def _fail(
+        self, job: ClaimedJob, error: str, *, permanent: bool = False, delay: float | None = None
+    ) -> str:
+        spec = self.registry.get(job.name)
+        base, cap = (spec.backoff_base, spec.backoff_max) if spec else (2.0, 3600.0)
+        now = utcnow()
+        dead = permanent or job.attempts >= job.max_attempts
+        values: dict[str, Any] = {
+            "locked_by": None,
+            "locked_until": None,
+            "last_error": error[:4000],
+        }
+        if dead:
+            values.update(status=DEAD, finished_at=now)
+        else:
+            wait = delay if delay is not None else backoff_delay(job.attempts, base, cap)
+            values.update(status=QUEUED, run_at=now + timedelta(seconds=max(0.0, wait)))
+        with self.session_factory() as db:
+            db.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.locked_by == self.worker_id)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            db.commit()
+        if dead:
+            log.error("jobs.dead", extra={"job_id": job.id, "job": job.name, "error": error[:500]})
+        return DEAD if dead else QUEUED
+
+    # --- loops ---------------------------------------------------------------
+
+    def _slot_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                jobs = self.claim(self.batch_size)
+            except Exception:
+                log.exception("jobs.claim_failed")
+                self._stop.wait(self.poll_interval)
+                continue
+            if not jobs:
+                with self._wake:
+                    if not self._stop.is_set():
+                        self._wake.wait(self.poll_interval)
+                continue
+            for index, job in enumerate(jobs):
+                if self._stop.is_set():
+                    self._release(jobs[index:])
+                    break
+                self.execute(job)
+
+    def _heartbeat_loop(self) -> None:
+        interval = max(0.2, self.lease.total_seconds() / 3)
+        while not self._stop.wait(interval):
+            with self._held_lock:
+                held = list(self._held)
+            if not held:
+                continue
+            try:
+                with self.session_factory() as db:
+                    db.execute(
+                        update(Job)
+                        .where(
+                            Job.id.in_(held), Job.locked_by == self.worker_id, Job.status == RUNNING
+                        )
+                        .values(locked_until=utcnow() + self.lease)
+                        .execution_options(synchronize_session=False)
+                    )
+                    db.commit()
+            except Exception:
+                log.exception("jobs.heartbeat_failed")
+
+    def enqueue_due_schedules(self, now: datetime | None = None) -> int:
+        """Enqueue each schedule once per interval, across all workers (unique key)."""
+        now = now or utcnow()
+        created = 0
+        for schedule in self.registry.schedules.values():
+            bucket = int(now.timestamp() // schedule.interval_seconds)
+            if self._last_buckets.get(schedule.name) == bucket:
+                continue
+            with self.session_factory() as db:
+                job = enqueue(
+                    db,
+                    schedule.handler,
+                    schedule.payload,
+                    unique_key=f"schedule:{schedule.name}:{bucket}",
+                )
+                db.commit()
+            self._last_buckets[schedule.name] = bucket
+            created += job is not None
+        return created
+
+    def _schedule_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.enqueue_due_schedules()
+            except Exception:
+                log.exception("jobs.schedule_failed")
+            self._stop.wait(1.0)
