@@ -17,6 +17,7 @@ from stayflow.apps.endpoints import router as apps_router
 from stayflow.crypto import Encryptor
 from stayflow.db import make_engine, make_session_factory
 from stayflow.errors import StayflowError
+from stayflow.jobs.registry import load_handlers
 from stayflow.jobs.worker import Worker
 from stayflow.ops.endpoints import router as ops_router
 from stayflow.ops.metrics import Metrics
@@ -75,6 +76,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
                 poll_interval=settings.worker_poll_interval,
                 lease_seconds=settings.job_lease_seconds,
                 services=app.state.services,
+                registry=load_handlers(settings.job_module_list),
             )
             worker.start()
         app.state.worker = worker

@@ -196,5 +196,6 @@ def insert_ignoring_conflicts(
     dialect = session.get_bind().dialect.name
     insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert_fn(model).values(**values).on_conflict_do_nothing(index_elements=on)
-    result = session.execute(stmt)
-    return bool(getattr(result, "rowcount", 0))
+    # RETURNING tells reliably whether a row was written (rowcount does not on every driver).
+    returned = session.execute(stmt.returning(*model.__table__.primary_key.columns)).first()
+    return returned is not None

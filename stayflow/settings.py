@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     worker_concurrency: int = 4
     worker_poll_interval: float = 0.5
     job_lease_seconds: float = 60.0
-    job_max_attempts: int = 10
+    # Extra modules that register job handlers (plugins), comma-separated.
+    job_modules: str = ""
     # Point every StripeClient stayflow makes at another base (the sandbox).
     stripe_api_base: str | None = None
 
@@ -79,6 +80,10 @@ class Settings(BaseSettings):
         if not raw or raw == ":memory:":
             return None
         return Path(raw)
+
+    @property
+    def job_module_list(self) -> list[str]:
+        return [m.strip() for m in self.job_modules.split(",") if m.strip()]
 
     def secret_key_file(self) -> Path:
         db_path = self.sqlite_path

@@ -86,6 +86,7 @@ def _describe_db(settings: Settings) -> str:
 def worker(concurrency: int | None) -> None:
     """Run a standalone job worker until SIGTERM or SIGINT."""
     from stayflow.db import make_engine, make_session_factory
+    from stayflow.jobs.registry import load_handlers
     from stayflow.jobs.worker import Worker
     from stayflow.logs import configure_logging
 
@@ -101,6 +102,7 @@ def worker(concurrency: int | None) -> None:
         poll_interval=settings.worker_poll_interval,
         lease_seconds=settings.job_lease_seconds,
         services={"settings": settings, "encryptor": Encryptor(settings.secret_key)},
+        registry=load_handlers(settings.job_module_list),
     )
     stop = threading.Event()
 

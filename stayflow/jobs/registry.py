@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -64,14 +64,16 @@ class Registry:
 
 
 registry = Registry()
-_loaded = False
+_loaded: set[str] = set()
 
 
-def load_handlers() -> Registry:
-    """Import every module that registers handlers (once)."""
-    global _loaded
-    if not _loaded:
-        for module in HANDLER_MODULES:
+def load_handlers(extra_modules: Sequence[str] = ()) -> Registry:
+    """Import every module that registers handlers (each once).
+
+    ``extra_modules`` are plugins named by STAYFLOW_JOB_MODULES (comma-separated).
+    """
+    for module in [*HANDLER_MODULES, *extra_modules]:
+        if module not in _loaded:
             importlib.import_module(module)
-        _loaded = True
+            _loaded.add(module)
     return registry

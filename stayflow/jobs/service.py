@@ -15,6 +15,7 @@ from stayflow.jobs.models import QUEUED, Job
 
 # Set on a session's info when it enqueued work, so the local worker is woken after commit.
 ENQUEUED_FLAG = "stayflow.jobs_enqueued"
+DEFAULT_MAX_ATTEMPTS = 10
 
 
 def enqueue(
@@ -48,7 +49,7 @@ def enqueue(
         "run_at": when,
         "status": QUEUED,
         "attempts": 0,
-        "max_attempts": attempts_cap or db.info.get("stayflow.job_max_attempts", 10),
+        "max_attempts": attempts_cap or DEFAULT_MAX_ATTEMPTS,
         "unique_key": unique_key,
         "created_at": utcnow(),
     }
