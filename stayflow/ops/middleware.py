@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -15,6 +16,9 @@ from stayflow.ops.metrics import Metrics, route_template
 
 log = logging.getLogger("stayflow.http")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_INTERNAL_ERROR = json.dumps(
+    {"error": {"type": "internal", "message": "internal error; the request id is in X-Request-ID"}}
+).encode()
 
 
 class RequestContextMiddleware:
@@ -39,6 +43,7 @@ class RequestContextMiddleware:
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
+                status_holder["started"] = True
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
@@ -46,9 +51,21 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception:
+            # Answer here rather than in Starlette's outermost handler, so that the
+            # response still carries the request id the log line is filed under.
+            log.exception("http.unhandled", extra={"path": scope["path"]})
+            if "started" in status_holder:
+                raise
+            await send_wrapper(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": _INTERNAL_ERROR})
         finally:
             status = status_holder["status"]
             self.metrics.observe(scope["method"], route_template(scope), status, started)
-            if status >= 500:
-                log.error("http.request", extra={"path": scope["path"], "status": status})
             request_id_var.reset(token)

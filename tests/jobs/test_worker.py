@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -202,9 +203,8 @@ def test_two_worker_processes_never_run_one_job_twice(
         def drained() -> bool:
             with session_factory() as db:
                 done = db.scalar(
-                    text(
-                        "SELECT count(*) FROM jobs WHERE status = 'succeeded' AND name = 'test.record'"
-                    )
+                    text("SELECT count(*) FROM jobs WHERE status = 'succeeded' AND name = :n"),
+                    {"n": "test.record"},
                 )
             return done == total
 
@@ -248,7 +248,7 @@ def test_killed_worker_leaves_a_job_that_another_finishes_after_the_lease(
     with session_factory() as db:
         db.execute(
             text("UPDATE jobs SET payload = :p WHERE id = :id"),
-            {"p": '{"log": "%s", "seconds": 0.1}' % log, "id": job.id},
+            {"p": json.dumps({"log": str(log), "seconds": 0.1}), "id": job.id},
         )
         db.commit()
     rescuer = Worker(session_factory, registry=registry, concurrency=1, lease_seconds=2)
