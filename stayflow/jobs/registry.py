@@ -13,7 +13,11 @@ if TYPE_CHECKING:
 Handler = Callable[["JobContext"], None]
 
 # Modules whose import registers handlers; each domain adds its own ``tasks`` module here.
-HANDLER_MODULES: list[str] = ["stayflow.jobs.tasks"]
+HANDLER_MODULES: list[str] = [
+    "stayflow.jobs.tasks",
+    "stayflow.cancel_sessions.tasks",
+    "stayflow.mirror.tasks",
+]
 
 
 @dataclass(frozen=True)
