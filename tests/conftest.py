@@ -26,6 +26,8 @@ from stayflow.crypto import Encryptor
 from stayflow.db import Base, make_engine, make_session_factory, migrate, transaction
 from stayflow.settings import Settings
 
+pytest_plugins = ["tests.stripe_fixtures"]
+
 PG_HOST = os.environ.get("STAYFLOW_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("STAYFLOW_TEST_PG_PORT", "5432"))
 PG_ADMIN_URL = f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/postgres"

@@ -128,6 +128,17 @@ def migrate() -> None:
     click.echo(f"database at the newest migration ({_describe_db(settings)})")
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=12111, show_default=True, type=int)
+@click.option("--state-file", default=None, help="Keep the sandbox's state in this file.")
+def sandbox(host: str, port: int, state_file: str | None) -> None:
+    """Serve the Stripe sandbox (a Stripe API emulator for tests and the demo)."""
+    from stayflow.sandbox.runner import serve_forever
+
+    serve_forever(host, port, state_file)
+
+
 @main.group()
 def apps() -> None:
     """Manage apps (tenants)."""

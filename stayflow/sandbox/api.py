@@ -1,0 +1,265 @@
+"""Request handling independent of the HTTP server: routing, keys, parameters, idempotency,
+expand, and the ``/_sandbox/...`` control routes."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from stayflow.sandbox import invoices
+from stayflow.sandbox import resources as r
+from stayflow.sandbox import subscriptions as s
+from stayflow.sandbox.emulator import Ctx, Emulator, IdempotentResult
+from stayflow.sandbox.errors import StripeError, invalid
+from stayflow.sandbox.faults import Faults
+from stayflow.sandbox.params import Params, parse_form, validate
+from stayflow.sandbox.store import Obj
+
+Handler = Callable[..., Obj]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    parts: tuple[str, ...]  # "*" marks an id
+    handler: Handler
+    schema: dict[str, Any]
+    resource: str
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    # Set by fault injection: what the server does instead of / after answering.
+    action: str | None = None
+    hang_seconds: float = 0.0
+
+
+def _routes() -> list[Route]:
+    table: list[tuple[str, str, Handler, dict[str, Any], str]] = [
+        ("POST", "/v1/customers", r.customer_create, r.CUSTOMER_CREATE, "customers"),
+        ("GET", "/v1/customers", r.customer_list, r.CUSTOMER_LIST, "customers"),
+        ("GET", "/v1/customers/*", r.customer_retrieve, r.EXPAND, "customers"),
+        ("POST", "/v1/customers/*", r.customer_update, r.CUSTOMER_FIELDS, "customers"),
+        ("DELETE", "/v1/customers/*", r.customer_delete, {}, "customers"),
+        ("GET", "/v1/payment_methods", r.pm_list, r.PM_LIST, "payment_methods"),
+        ("GET", "/v1/payment_methods/*", r.pm_retrieve, r.EXPAND, "payment_methods"),
+        ("POST", "/v1/payment_methods/*/attach", r.pm_attach, r.ATTACH, "payment_methods"),
+        ("POST", "/v1/payment_methods/*/detach", r.pm_detach, r.EXPAND, "payment_methods"),
+        ("POST", "/v1/products", r.product_create, r.PRODUCT_CREATE, "products"),
+        ("GET", "/v1/products", r.product_list, r.PRODUCT_LIST, "products"),
+        ("GET", "/v1/products/*", r.product_retrieve, r.EXPAND, "products"),
+        ("POST", "/v1/products/*", r.product_update, r.PRODUCT_UPDATE, "products"),
+        ("DELETE", "/v1/products/*", r.product_delete, {}, "products"),
+        ("POST", "/v1/prices", r.price_create, r.PRICE_CREATE, "prices"),
+        ("GET", "/v1/prices", r.price_list, r.PRICE_LIST, "prices"),
+        ("GET", "/v1/prices/*", r.price_retrieve, r.EXPAND, "prices"),
+        ("POST", "/v1/prices/*", r.price_update, r.PRICE_UPDATE, "prices"),
+        ("POST", "/v1/plans", r.plan_create, r.PLAN_CREATE, "plans"),
+        ("GET", "/v1/plans", r.plan_list, r.PLAN_LIST, "plans"),
+        ("GET", "/v1/plans/*", r.plan_retrieve, r.EXPAND, "plans"),
+        ("POST", "/v1/plans/*", r.plan_update, r.PLAN_UPDATE, "plans"),
+        ("DELETE", "/v1/plans/*", r.plan_delete, {}, "plans"),
+        ("POST", "/v1/coupons", r.coupon_create, r.COUPON_CREATE, "coupons"),
+        ("GET", "/v1/coupons", r.coupon_list, r.LIST, "coupons"),
+        ("GET", "/v1/coupons/*", r.coupon_retrieve, r.EXPAND, "coupons"),
+        ("POST", "/v1/coupons/*", r.coupon_update, r.COUPON_UPDATE, "coupons"),
+        ("DELETE", "/v1/coupons/*", r.coupon_delete, {}, "coupons"),
+        ("POST", "/v1/promotion_codes", r.promotion_code_create, r.PROMO_CREATE, "promotion_codes"),
+        ("GET", "/v1/promotion_codes", r.promotion_code_list, r.PROMO_LIST, "promotion_codes"),
+        ("GET", "/v1/promotion_codes/*", r.promotion_code_retrieve, r.EXPAND, "promotion_codes"),
+        (
+            "POST",
+            "/v1/promotion_codes/*",
+            r.promotion_code_update,
+            r.PROMO_UPDATE,
+            "promotion_codes",
+        ),
+        ("POST", "/v1/subscriptions", s.create, s.CREATE, "subscriptions"),
+        ("GET", "/v1/subscriptions", s.list_subscriptions, s.LIST_PARAMS, "subscriptions"),
+        ("GET", "/v1/subscriptions/*", s.retrieve, r.EXPAND, "subscriptions"),
+        ("POST", "/v1/subscriptions/*", s.update, s.UPDATE, "subscriptions"),
+        ("DELETE", "/v1/subscriptions/*", s.cancel, s.CANCEL, "subscriptions"),
+        ("GET", "/v1/invoices", invoices.invoice_list, invoices.INVOICE_LIST, "invoices"),
+        ("GET", "/v1/invoices/*", invoices.invoice_retrieve, r.EXPAND, "invoices"),
+        ("POST", "/v1/invoices/*/pay", invoices.invoice_pay, invoices.PAY, "invoices"),
+        ("POST", "/v1/invoices/*/void", invoices.invoice_void, r.EXPAND, "invoices"),
+        (
+            "POST",
+            "/v1/invoices/*/mark_uncollectible",
+            invoices.invoice_mark_uncollectible,
+            r.EXPAND,
+            "invoices",
+        ),
+        ("GET", "/v1/events", r.event_list, r.EVENT_LIST, "events"),
+        ("GET", "/v1/events/*", r.event_retrieve, r.EXPAND, "events"),
+        (
+            "POST",
+            "/v1/webhook_endpoints",
+            r.webhook_endpoint_create,
+            r.WE_CREATE,
+            "webhook_endpoints",
+        ),
+        ("GET", "/v1/webhook_endpoints", r.webhook_endpoint_list, r.LIST, "webhook_endpoints"),
+        (
+            "GET",
+            "/v1/webhook_endpoints/*",
+            r.webhook_endpoint_retrieve,
+            r.EXPAND,
+            "webhook_endpoints",
+        ),
+        (
+            "POST",
+            "/v1/webhook_endpoints/*",
+            r.webhook_endpoint_update,
+            r.WE_UPDATE,
+            "webhook_endpoints",
+        ),
+        ("DELETE", "/v1/webhook_endpoints/*", r.webhook_endpoint_delete, {}, "webhook_endpoints"),
+    ]
+    return [
+        Route(method, tuple(path.strip("/").split("/")), handler, schema, resource)
+        for method, path, handler, schema, resource in table
+    ]
+
+
+ROUTES = _routes()
+_BY_SHAPE: dict[tuple[str, int], list[Route]] = {}
+for _route in ROUTES:
+    _BY_SHAPE.setdefault((_route.method, len(_route.parts)), []).append(_route)
+
+
+def match(method: str, path: str) -> tuple[Route, list[str]] | None:
+    parts = path.strip("/").split("/")
+    for route in _BY_SHAPE.get((method, len(parts)), ()):
+        args: list[str] = []
+        for want, got in zip(route.parts, parts, strict=True):
+            if want == "*":
+                if not got:
+                    break
+                args.append(got)
+            elif want != got:
+                break
+        else:
+            return route, args
+    return None
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def error_response(err: StripeError, request_id: str) -> Response:
+    headers = {"Request-Id": request_id, **err.headers}
+    return Response(err.status, _json(err.body()), headers)
+
+
+class App:
+    """The sandbox's request handler (one per emulator)."""
+
+    def __init__(self, emulator: Emulator, faults: Faults | None = None) -> None:
+        self.em = emulator
+        self.faults = faults or Faults()
+
+    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
+        path, _, query = target.partition("?")
+        request_id = "req_" + self.em.state.ids.token(14)
+        if path.startswith("/_sandbox/"):
+            try:
+                return self._control(method, path, query, body, request_id)
+            except StripeError as err:
+                return error_response(err, request_id)
+            except (ValueError, KeyError, TypeError) as exc:
+                return error_response(invalid(f"Bad sandbox request: {exc}"), request_id)
+        found = match(method, path)
+        if found is None:
+            return error_response(
+                StripeError(
+                    404,
+                    f"Unrecognized request URL ({method}: {path}). Please see "
+                    "https://stripe.com/docs or we can help at https://support.stripe.com/.",
+                ),
+                request_id,
+            )
+        route, args = found
+        try:
+            return self._api(route, args, method, path, query, headers, body, request_id)
+        except StripeError as err:
+            return error_response(err, request_id)
+
+    def _api(
+        self,
+        route: Route,
+        args: list[str],
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: bytes,
+        request_id: str,
+    ) -> Response:
+        em = self.em
+        with em.lock:
+            if em.state.due and em.state.due[0][0] <= em.clock.now():
+                em.run_due()
+            key = em.authenticate(headers.get("authorization"), route.resource, method != "GET")
+            raw: Params = parse_form(query)
+            if body:
+                raw.update(parse_form(body.decode("utf-8", "replace")))
+            params = validate(raw, route.schema)
+            idem_key = headers.get("idempotency-key") if method == "POST" else None
+            record: IdempotentResult | None = None
+            if idem_key:
+                fingerprint = method + " " + path + " " + json.dumps(raw, sort_keys=True)
+                stored = em.idempotency_lookup(key, idem_key, fingerprint)
+                if stored is not None:
+                    return Response(
+                        stored.status,
+                        stored.body,
+                        {
+                            "Request-Id": request_id,
+                            "Idempotency-Key": idem_key,
+                            "Idempotent-Replayed": "true",
+                        },
+                    )
+                record = IdempotentResult(fingerprint, 0, b"", time.time(), in_flight=True)
+                em.state.idempotency[(key, idem_key)] = record
+            ctx = Ctx(request_id=request_id, idempotency_key=idem_key)
+            try:
+                result = route.handler(em, ctx, params, *args)
+                result = em.expand(result, params.get("expand"))
+            except StripeError as err:
+                response = error_response(err, request_id)
+                if record is not None:
+                    if err.status == 402:  # the request ran: keep its answer
+                        record.status, record.body, record.in_flight = 402, response.body, False
+                    else:
+                        em.state.idempotency.pop((key, idem_key or ""), None)
+                return response
+            except BaseException:
+                if record is not None:
+                    em.state.idempotency.pop((key, idem_key or ""), None)
+                raise
+            em.commit(ctx)
+            out = _json(result)
+            if record is not None:
+                record.status, record.body, record.in_flight = 200, out, False
+            response_headers = {"Request-Id": request_id}
+            if idem_key:
+                response_headers["Idempotency-Key"] = idem_key
+            return Response(200, out, response_headers)
+
+    # -- /_sandbox ------------------------------------------------------------------------------
+
+    def _control(
+        self, method: str, path: str, query: str, body: bytes, request_id: str
+    ) -> Response:
+        from stayflow.sandbox import control
+
+        result = control.handle(self, method, path, query, body)
+        return Response(200, _json(result), {"Request-Id": request_id})
