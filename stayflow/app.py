@@ -14,9 +14,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stayflow import __version__
 from stayflow.apps.endpoints import router as apps_router
+from stayflow.cancel_sessions.endpoints import admin_router as cancel_sessions_admin_router
+from stayflow.cancel_sessions.endpoints import public_router as precancel_router
 from stayflow.crypto import Encryptor
 from stayflow.db import make_engine, make_session_factory
 from stayflow.errors import StayflowError
+from stayflow.flows.endpoints import router as flows_router
 from stayflow.jobs.registry import load_handlers
 from stayflow.jobs.worker import Worker
 from stayflow.ops.endpoints import router as ops_router
@@ -104,4 +107,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     app.include_router(ops_router)
     app.include_router(apps_router)
+    app.include_router(precancel_router)
+    app.include_router(cancel_sessions_admin_router)
+    app.include_router(flows_router)
     return app

@@ -193,5 +193,14 @@ def apps_list() -> None:
     engine.dispose()
 
 
+def _add_domain_commands() -> None:
+    from stayflow.flows.cli import flows
+
+    main.add_command(flows)
+
+
+_add_domain_commands()
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,0 +1,1 @@
+"""Cancel sessions: the precancel API, the JS snippet, sessions and their outcomes."""

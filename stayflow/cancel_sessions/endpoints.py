@@ -1,0 +1,221 @@
+"""Precancel (public, CORS per app), the snippet, and the admin API for sessions and settings."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from stayflow.apps.repository import get_app_by_public_id
+from stayflow.cancel_sessions import repository, service
+from stayflow.cancel_sessions import settings as flow_settings
+from stayflow.cancel_sessions.models import OUTCOMES
+from stayflow.cancel_sessions.schemas import (
+    CancelSessionList,
+    CancelSessionOut,
+    PrecancelError,
+    PrecancelOk,
+    PrecancelRequest,
+)
+from stayflow.cancel_sessions.settings import CancelFlowSettings, CancelFlowSettingsPatch
+from stayflow.db import utcnow
+from stayflow.deps import DB, CurrentApp, EncryptorDep, SettingsDep
+from stayflow.errors import BadRequest, NotFound
+
+public_router = APIRouter(tags=["precancel"])
+admin_router = APIRouter(prefix="/api/v1", tags=["cancel sessions"])
+
+MAX_BODY_BYTES = 65_536
+SNIPPET_PATH = Path(__file__).parent / "static" / "stayflow.js"
+_PRECANCEL_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "JSON. Sent as text/plain by the snippet so browsers skip the preflight.",
+        "content": {
+            "application/json": {"schema": PrecancelRequest.model_json_schema()},
+            "text/plain": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+async def read_json_body(request: Request) -> Any:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise service.PrecancelRejected(f"the body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise service.PrecancelRejected("the body must be a JSON object") from exc
+
+
+def _cors_headers(origin: str | None, allowed: bool) -> dict[str, str]:
+    headers = {"Vary": "Origin"}
+    if origin and allowed:
+        headers["Access-Control-Allow-Origin"] = origin
+    return headers
+
+
+def _origin_allowed_for(db: Any, app_id: Any, origin: str | None) -> bool:
+    if not origin or not isinstance(app_id, str):
+        return False
+    app = get_app_by_public_id(db, app_id)
+    if app is None:
+        return False
+    return service.check_origin(flow_settings.read(app), origin)
+
+
+@public_router.post(
+    "/precancel",
+    summary="Start a cancel session (called by the snippet)",
+    response_model=PrecancelOk,
+    responses={
+        400: {"model": PrecancelError},
+        401: {"model": PrecancelError},
+        403: {"model": PrecancelError},
+        404: {"model": PrecancelError},
+    },
+    openapi_extra=_PRECANCEL_BODY,
+)
+def precancel(
+    request: Request,
+    db: DB,
+    encryptor: EncryptorDep,
+    settings: SettingsDep,
+    body: Annotated[Any, Depends(read_json_body)],
+) -> JSONResponse:
+    origin = request.headers.get("origin")
+    try:
+        if not isinstance(body, dict):
+            raise service.PrecancelRejected("the body must be a JSON object")
+        query_app = request.query_params.get("app_id")
+        if query_app is not None and query_app != body.get("app_id"):
+            raise service.PrecancelRejected("app_id in the URL and in the body differ")
+        try:
+            parsed = PrecancelRequest.model_validate(body)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(p) for p in error.get("loc", ())) or "body"
+            raise service.PrecancelRejected(f"{where}: {error.get('msg', 'invalid')}") from exc
+        created = service.create_session(
+            db, request=parsed, origin=origin, encryptor=encryptor, now=utcnow()
+        )
+    except service.PrecancelRejected as exc:
+        allowed = _origin_allowed_for(
+            db, body.get("app_id") if isinstance(body, dict) else None, origin
+        )
+        return JSONResponse(exc.to_body(), exc.status_code, headers=_cors_headers(origin, allowed))
+    url = f"{settings.base_url}/c/{created.token}"
+    payload = {"valid": True, "url": url, "session_id": created.session.session_id}
+    return JSONResponse(payload, headers=_cors_headers(origin, origin is not None))
+
+
+@public_router.options("/precancel", include_in_schema=False)
+def precancel_preflight(request: Request, db: DB) -> Response:
+    """CORS preflight: allowed only for the origins of the app named by ``?app_id=``."""
+    origin = request.headers.get("origin")
+    allowed = _origin_allowed_for(db, request.query_params.get("app_id"), origin)
+    headers = _cors_headers(origin, allowed)
+    if allowed:
+        headers.update(
+            {
+                "Access-Control-Allow-Methods": "POST",
+                "Access-Control-Allow-Headers": "Content-Type",
+                "Access-Control-Max-Age": "600",
+            }
+        )
+    return Response(status_code=204, headers=headers)
+
+
+@lru_cache(maxsize=4)
+def _snippet(base_url: str) -> str:
+    return SNIPPET_PATH.read_text(encoding="utf-8").replace(
+        '"__STAYFLOW_BASE_URL__"', json.dumps(base_url)
+    )
+
+
+@public_router.get(
+    "/js/stayflow.js",
+    summary="The snippet a business puts beside its Cancel link",
+    response_class=Response,
+    responses={200: {"content": {"application/javascript": {}}}},
+)
+def snippet(settings: SettingsDep) -> Response:
+    return Response(
+        _snippet(settings.base_url),
+        media_type="application/javascript; charset=utf-8",
+        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+# --- admin --------------------------------------------------------------------
+
+
+@admin_router.get("/cancel-flow/settings", response_model=CancelFlowSettings)
+def get_settings(app: CurrentApp) -> CancelFlowSettings:
+    return flow_settings.read(app)
+
+
+@admin_router.patch("/cancel-flow/settings", response_model=CancelFlowSettings)
+def patch_settings(body: CancelFlowSettingsPatch, app: CurrentApp) -> CancelFlowSettings:
+    try:
+        return flow_settings.write(app, body.model_dump(exclude_unset=True, exclude_none=True))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        raise BadRequest(f"{where}: {msg}") from exc
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@admin_router.get("/cancel-sessions", response_model=CancelSessionList)
+def list_sessions(
+    db: DB,
+    app: CurrentApp,
+    outcome: Literal["saved", "deflected", "canceled", "redirected", "abandoned", "open"]
+    | None = Query(None, description="'open': no outcome yet."),
+    created_after: datetime | None = Query(None, description="Inclusive."),
+    created_before: datetime | None = Query(None, description="Exclusive."),
+    starting_after: str | None = Query(None, max_length=40, description="A session_id."),
+    limit: int = Query(20, ge=1, le=100),
+) -> CancelSessionList:
+    before_pk = None
+    if starting_after is not None:
+        cursor = repository.get(db, app, starting_after)
+        if cursor is None:
+            raise NotFound(f"no cancel session {starting_after!r}")
+        before_pk = cursor.id
+    assert outcome is None or outcome == "open" or outcome in OUTCOMES
+    rows = repository.list_sessions(
+        db,
+        app,
+        outcome=None if outcome in (None, "open") else outcome,
+        open_only=outcome == "open",
+        created_after=_aware(created_after),
+        created_before=_aware(created_before),
+        before_pk=before_pk,
+        limit=limit + 1,
+    )
+    return CancelSessionList(
+        data=[CancelSessionOut.model_validate(r) for r in rows[:limit]],
+        has_more=len(rows) > limit,
+    )
+
+
+@admin_router.get("/cancel-sessions/{session_id}", response_model=CancelSessionOut)
+def get_session(session_id: str, db: DB, app: CurrentApp) -> CancelSessionOut:
+    found = repository.get(db, app, session_id)
+    if found is None:
+        raise NotFound(f"no cancel session {session_id!r}")
+    return CancelSessionOut.model_validate(found)

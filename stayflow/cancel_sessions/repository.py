@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from stayflow.apps.models import App
+from stayflow.cancel_sessions.models import ABANDONED, CancelSession
+
+
+def get_by_token_hash(db: Session, token_hash: str) -> CancelSession | None:
+    return db.scalar(select(CancelSession).where(CancelSession.token_hash == token_hash))
+
+
+def get(db: Session, app: App, session_id: str) -> CancelSession | None:
+    return db.scalar(
+        select(CancelSession).where(
+            CancelSession.app_pk == app.id, CancelSession.session_id == session_id
+        )
+    )
+
+
+def list_sessions(
+    db: Session,
+    app: App,
+    *,
+    outcome: str | None,
+    open_only: bool,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    before_pk: int | None,
+    limit: int,
+) -> Sequence[CancelSession]:
+    query = select(CancelSession).where(CancelSession.app_pk == app.id)
+    if outcome is not None:
+        query = query.where(CancelSession.outcome == outcome)
+    if open_only:
+        query = query.where(CancelSession.outcome.is_(None))
+    if created_after is not None:
+        query = query.where(CancelSession.created_at >= created_after)
+    if created_before is not None:
+        query = query.where(CancelSession.created_at < created_before)
+    if before_pk is not None:
+        query = query.where(CancelSession.id < before_pk)
+    return db.scalars(query.order_by(CancelSession.id.desc()).limit(limit)).all()
+
+
+def mark_abandoned(db: Session, now: datetime, batch: int) -> int:
+    due = (
+        select(CancelSession.id)
+        .where(CancelSession.outcome.is_(None), CancelSession.abandon_at <= now)
+        .order_by(CancelSession.abandon_at)
+        .limit(batch)
+        .scalar_subquery()
+    )
+    result = db.execute(
+        update(CancelSession)
+        .where(CancelSession.id.in_(due), CancelSession.outcome.is_(None))
+        .values(outcome=ABANDONED, outcome_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,434 @@
+"""Cancel sessions: creating one (precancel), assigning its flow, and recording what happened.
+
+Never commits: the request dependency or the job runner does. An outcome and
+the billing job it causes are written in the same transaction (the outbox),
+so a billing job exists exactly when its outcome does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, update
+from sqlalchemy.orm import Session
+
+from stayflow.apps import service as apps_service
+from stayflow.apps.models import App
+from stayflow.cancel_sessions import repository
+from stayflow.cancel_sessions.enrichment import Enricher, safe_enrich
+from stayflow.cancel_sessions.models import (
+    ABANDONED,
+    CANCELED,
+    DEFLECTED,
+    REDIRECTED,
+    SAVED,
+    CancelSession,
+)
+from stayflow.cancel_sessions.schemas import MAX_FIELDS_BYTES, PrecancelRequest
+from stayflow.cancel_sessions.settings import CancelFlowSettings
+from stayflow.cancel_sessions.settings import read as read_settings
+from stayflow.crypto import Encryptor
+from stayflow.errors import BadRequest, Conflict, NotFound, StayflowError
+from stayflow.flows import service as flows_service
+from stayflow.flows.assignment import FlowSnapshot, choose, offers_for_reason
+from stayflow.jobs import service as jobs_service
+from stayflow.offers.schemas import BILLING_OFFER_TYPES
+
+APPLY_OFFER_JOB = "billing.apply_offer"
+CANCEL_SUBSCRIPTION_JOB = "billing.cancel_subscription"
+TOKEN_BYTES = 24  # 192 bits
+MAX_COMMENT = 2000
+
+
+# --- errors -------------------------------------------------------------------
+
+
+class PrecancelRejected(StayflowError):
+    """Precancel answers ``{"valid": false, "error": {...}}`` so the snippet can fall back."""
+
+    status_code = 400
+    error_type = "invalid_request"
+
+    def to_body(self) -> dict[str, Any]:
+        return {"valid": False, **super().to_body()}
+
+
+class UnknownApp(PrecancelRejected):
+    status_code = 404
+    error_type = "unknown_app"
+
+
+class BadSignature(PrecancelRejected):
+    status_code = 401
+    error_type = "invalid_signature"
+
+
+class OriginNotAllowed(PrecancelRejected):
+    status_code = 403
+    error_type = "origin_not_allowed"
+
+
+class RedirectNotAllowed(PrecancelRejected):
+    status_code = 400
+    error_type = "redirect_not_allowed"
+
+
+class SessionNotFound(NotFound):
+    pass
+
+
+class SessionExpired(StayflowError):
+    status_code = 410
+    error_type = "session_expired"
+
+
+class SessionFinished(Conflict):
+    error_type = "session_finished"
+
+
+class ReasonRequired(StayflowError):
+    status_code = 422
+    error_type = "reason_required"
+
+
+class UnknownChoice(BadRequest):
+    pass
+
+
+# --- tokens and signatures ----------------------------------------------------
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def expected_auth_hash(app_secret: str, subscription_id: str) -> str:
+    return hmac.new(app_secret.encode(), subscription_id.encode(), hashlib.sha256).hexdigest()
+
+
+def signature_valid(app_secret: str, subscription_id: str, auth_hash: str) -> bool:
+    expected = expected_auth_hash(app_secret, subscription_id)
+    return hmac.compare_digest(expected.encode(), auth_hash.strip().lower().encode())
+
+
+def csrf_token(secret_key: str, cs: CancelSession) -> str:
+    """Bound to the session and the server secret, so it needs no storage."""
+    message = f"csrf\x1f{cs.token_hash}".encode()
+    return hmac.new(secret_key.encode(), message, hashlib.sha256).hexdigest()
+
+
+def csrf_valid(secret_key: str, cs: CancelSession, given: str | None) -> bool:
+    if not given:
+        return False
+    return hmac.compare_digest(csrf_token(secret_key, cs).encode(), given.encode())
+
+
+# --- precancel ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Created:
+    session: CancelSession
+    token: str
+
+
+def check_origin(settings: CancelFlowSettings, origin: str | None) -> bool:
+    """True when a browser origin may call precancel (no Origin: a server call, allowed)."""
+    return origin is None or origin.rstrip("/").lower() in settings.allowed_origins
+
+
+def create_session(
+    db: Session,
+    *,
+    request: PrecancelRequest,
+    origin: str | None,
+    encryptor: Encryptor,
+    now: datetime,
+) -> Created:
+    from stayflow.apps.repository import get_app_by_public_id
+
+    app = get_app_by_public_id(db, request.app_id)
+    if app is None:
+        raise UnknownApp("unknown app_id")
+    settings = read_settings(app)
+    if not check_origin(settings, origin):
+        raise OriginNotAllowed("this origin is not in the app's allowed origins")
+    if request.auth_hash:
+        secret = apps_service.app_secret(encryptor, app)
+        if not signature_valid(secret, request.subscription_id, request.auth_hash):
+            raise BadSignature("auth_hash does not match subscription_id")
+        signed = True
+    elif settings.allow_unsigned_precancel:
+        signed = False
+    else:
+        raise BadSignature("auth_hash is required: HMAC-SHA256 of subscription_id, hex")
+    for name in ("save_return_url", "cancel_confirmation_url"):
+        if not settings.redirect_allowed(getattr(request, name)):
+            raise RedirectNotAllowed(f"{name} is not on the app's allowed redirect domains")
+    fields = request.model_dump(exclude={"auth_hash"}, exclude_none=True)
+    if len(json.dumps(fields, default=str)) > MAX_FIELDS_BYTES:
+        raise PrecancelRejected(f"the request's fields exceed {MAX_FIELDS_BYTES} bytes")
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    cs = CancelSession(
+        session_id="cs_" + secrets.token_hex(12),
+        app_pk=app.id,
+        token_hash=hash_token(token),
+        subscription_id=request.subscription_id,
+        signed=signed,
+        request_fields=fields,
+        enriched_fields={},
+        locale=request.locale,
+        save_return_url=request.save_return_url,
+        cancel_confirmation_url=request.cancel_confirmation_url,
+        flow={},
+        offers_shown=[],
+        created_at=now,
+        expires_at=now + timedelta(minutes=settings.session_expiry_minutes),
+        abandon_at=now + timedelta(minutes=settings.abandon_after_minutes),
+    )
+    db.add(cs)
+    db.flush()
+    return Created(cs, token)
+
+
+# --- the page's state ---------------------------------------------------------
+
+
+def find_by_token(db: Session, token: str) -> CancelSession:
+    if not token or len(token) > 100:
+        raise SessionNotFound("no such cancel session")
+    cs = repository.get_by_token_hash(db, hash_token(token))
+    if cs is None:
+        raise SessionNotFound("no such cancel session")
+    return cs
+
+
+def app_of(db: Session, cs: CancelSession) -> App:
+    app = db.get(App, cs.app_pk)
+    assert app is not None  # the foreign key cascades
+    return app
+
+
+def session_fields(cs: CancelSession) -> dict[str, Any]:
+    """What audience rules see: request fields, then enriched (dotted) fields."""
+    return {**cs.enriched_fields, **cs.request_fields}
+
+
+def snapshot(cs: CancelSession) -> FlowSnapshot:
+    return FlowSnapshot.model_validate(cs.flow)
+
+
+def ensure_assigned(
+    db: Session, cs: CancelSession, app: App, enricher: Enricher, now: datetime
+) -> FlowSnapshot:
+    """On first use: enrich, pick the experience (audiences, A/B) and keep a snapshot of it."""
+    if cs.experience_id is not None and cs.flow:
+        return snapshot(cs)
+    cs.enriched_fields = safe_enrich(enricher, db, cs)
+    doc = flows_service.document_for_app_pk(db, cs.app_pk)
+    snap = choose(
+        doc, session_fields(cs), app_id=app.app_id, subscription_id=cs.subscription_id, now=now
+    )
+    cs.flow = snap.model_dump(mode="json", exclude_none=True)
+    cs.experience_id = snap.experience.id
+    cs.experiment_id = snap.experiment_id
+    cs.variant_id = snap.variant_id
+    if cs.viewed_at is None:
+        cs.viewed_at = now
+    return snap
+
+
+def check_open(cs: CancelSession, now: datetime) -> None:
+    if cs.finished:
+        raise SessionFinished("this cancel request is already complete")
+    if now >= cs.expires_at:
+        raise SessionExpired("this cancel link has expired")
+
+
+def note_offers_shown(cs: CancelSession, offer_ids: list[str]) -> None:
+    new = [oid for oid in offer_ids if oid not in cs.offers_shown]
+    if new:
+        cs.offers_shown = [*cs.offers_shown, *new]
+
+
+def _clean_comment(comment: str | None) -> str | None:
+    if comment is None:
+        return None
+    comment = comment.strip()
+    if len(comment) > MAX_COMMENT:
+        raise BadRequest(f"a comment is at most {MAX_COMMENT} characters")
+    return comment or None
+
+
+def record_reason(
+    db: Session,
+    cs: CancelSession,
+    snap: FlowSnapshot,
+    reason_id: str | None,
+    comment: str | None,
+    now: datetime,
+) -> None:
+    check_open(cs, now)
+    reason = next((r for r in snap.reasons if r.id == reason_id), None)
+    if reason is None:
+        raise UnknownChoice("choose one of the listed reasons")
+    cs.reason_id = reason.id
+    cs.reason_feedback = reason.feedback
+    cs.reason_comment = _clean_comment(comment)
+    cs.reason_at = now
+    note_offers_shown(cs, [o.id for o in offers_for_reason(snap, reason.id)])
+
+
+# --- outcomes -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    outcome: str
+    redirect_url: str
+    replayed: bool = False
+
+
+def _destination(cs: CancelSession, snap: FlowSnapshot) -> str:
+    if cs.outcome == CANCELED:
+        return cs.cancel_confirmation_url
+    if cs.outcome == REDIRECTED:
+        offer = next((o for o in snap.offers if o.id == cs.offer_accepted_id), None)
+        if offer is not None and offer.type == "redirect":
+            return offer.url
+    return cs.save_return_url
+
+
+def _finish(db: Session, cs: CancelSession, outcome: str, now: datetime, **values: Any) -> bool:
+    """Set the outcome if none is set yet; False when another request got there first."""
+    result = db.execute(
+        update(CancelSession)
+        .where(
+            CancelSession.id == cs.id,
+            or_(CancelSession.outcome.is_(None), CancelSession.outcome == ABANDONED),
+        )
+        .values(outcome=outcome, outcome_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    won = int(getattr(result, "rowcount", 0) or 0) == 1
+    db.refresh(cs)
+    return won
+
+
+def _replay_or_refuse(
+    cs: CancelSession, snap: FlowSnapshot, outcomes: tuple[str, ...], offer_id: str | None = None
+) -> ActionResult:
+    """A repeated POST (double click, replay) gets the first answer; anything else is refused."""
+    if cs.outcome in outcomes and (offer_id is None or cs.offer_accepted_id == offer_id):
+        return ActionResult(cs.outcome or "", _destination(cs, snap), replayed=True)
+    raise SessionFinished("this cancel request is already complete")
+
+
+def accept_offer(
+    db: Session, cs: CancelSession, snap: FlowSnapshot, offer_id: str | None, now: datetime
+) -> ActionResult:
+    offer = next((o for o in snap.offers if o.id == offer_id), None)
+    if cs.finished:
+        return _replay_or_refuse(cs, snap, (SAVED, REDIRECTED), offer_id)
+    check_open(cs, now)
+    if offer is None:
+        raise UnknownChoice("that offer is not available in this session")
+    outcome = REDIRECTED if offer.type == "redirect" else SAVED
+    shown = cs.offers_shown if offer.id in cs.offers_shown else [*cs.offers_shown, offer.id]
+    if not _finish(db, cs, outcome, now, offer_accepted_id=offer.id, offers_shown=shown):
+        return _replay_or_refuse(cs, snap, (SAVED, REDIRECTED), offer_id)
+    if offer.type in BILLING_OFFER_TYPES:
+        jobs_service.enqueue(
+            db,
+            APPLY_OFFER_JOB,
+            {
+                "session_id": cs.session_id,
+                "subscription_id": cs.subscription_id,
+                "offer_id": offer.id,
+                "offer": offer.model_dump(mode="json", exclude={"translations"}),
+            },
+            app_pk=cs.app_pk,
+            unique_key=f"{APPLY_OFFER_JOB}:{cs.session_id}",
+        )
+    return ActionResult(outcome, _destination(cs, snap))
+
+
+def deflect(db: Session, cs: CancelSession, snap: FlowSnapshot, now: datetime) -> ActionResult:
+    if cs.finished:
+        return _replay_or_refuse(cs, snap, (DEFLECTED,))
+    check_open(cs, now)
+    if not _finish(db, cs, DEFLECTED, now):
+        return _replay_or_refuse(cs, snap, (DEFLECTED,))
+    return ActionResult(DEFLECTED, _destination(cs, snap))
+
+
+def cancel(
+    db: Session,
+    cs: CancelSession,
+    snap: FlowSnapshot,
+    settings: CancelFlowSettings,
+    reason_id: str | None,
+    comment: str | None,
+    now: datetime,
+) -> ActionResult:
+    """Cancel: needs nothing but (if the app requires it) a reason, given now or before."""
+    if cs.finished:
+        return _replay_or_refuse(cs, snap, (CANCELED,))
+    check_open(cs, now)
+    if reason_id:
+        record_reason(db, cs, snap, reason_id, comment, now)
+    elif comment is not None and cs.reason_id is not None:
+        cs.reason_comment = _clean_comment(comment) or cs.reason_comment
+    if settings.reason_required and cs.reason_id is None:
+        raise ReasonRequired("please choose a reason before cancelling")
+    db.flush()
+    if not _finish(db, cs, CANCELED, now):
+        return _replay_or_refuse(cs, snap, (CANCELED,))
+    jobs_service.enqueue(
+        db,
+        CANCEL_SUBSCRIPTION_JOB,
+        {
+            "session_id": cs.session_id,
+            "subscription_id": cs.subscription_id,
+            "reason_id": cs.reason_id,
+            "feedback": cs.reason_feedback,
+            "comment": cs.reason_comment,
+        },
+        app_pk=cs.app_pk,
+        unique_key=f"{CANCEL_SUBSCRIPTION_JOB}:{cs.session_id}",
+    )
+    return ActionResult(CANCELED, _destination(cs, snap))
+
+
+def mark_abandoned(db: Session, now: datetime, batch: int = 1000) -> int:
+    return repository.mark_abandoned(db, now, batch)
+
+
+def merge_context(cs: CancelSession) -> dict[str, Any]:
+    """Merge-field values: request fields, with enriched dotted keys unflattened beneath them."""
+    context: dict[str, Any] = {}
+    for key, value in cs.enriched_fields.items():
+        _set_path(context, key.split("."), value)
+    for key, value in cs.request_fields.items():
+        if isinstance(value, Mapping) and isinstance(context.get(key), dict):
+            context[key] = {**context[key], **value}
+        else:
+            context[key] = value
+    return context
+
+
+def _set_path(target: dict[str, Any], parts: list[str], value: Any) -> None:
+    for part in parts[:-1]:
+        nxt = target.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            target[part] = nxt
+        target = nxt
+    target[parts[-1]] = value

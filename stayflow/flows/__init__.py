@@ -1,0 +1,1 @@
+"""Cancel-flow configuration: reasons, offers, audiences, experiences and experiments."""

@@ -1,0 +1,150 @@
+"""Reading, validating and changing an app's flows document. Never commits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from stayflow.apps.models import App
+from stayflow.db import insert_ignoring_conflicts, utcnow
+from stayflow.errors import BadRequest, Conflict, NotFound
+from stayflow.flows import fileformat, repository
+from stayflow.flows.models import FlowConfig
+from stayflow.flows.schemas import KINDS, FlowsDocument
+
+
+class InvalidFlows(BadRequest):
+    error_type = "invalid_flows"
+
+
+class FlowItemNotFound(NotFound):
+    pass
+
+
+class FlowItemInUse(Conflict):
+    pass
+
+
+@dataclass(frozen=True)
+class Applied:
+    document: dict[str, Any]
+    version: int
+    changed: bool
+    diff: str
+
+
+def describe_validation_error(exc: ValidationError) -> tuple[str, list[dict[str, Any]]]:
+    details = []
+    for error in exc.errors():
+        loc = ".".join(str(p) for p in error.get("loc", ()))
+        msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        details.append({"loc": loc, "msg": msg})
+    first = details[0] if details else {"loc": "", "msg": "invalid"}
+    where = f"{first['loc']}: " if first["loc"] else ""
+    return f"{where}{first['msg']}", details
+
+
+def validate(data: Any) -> FlowsDocument:
+    if not isinstance(data, dict):
+        raise InvalidFlows("the flows document must be an object (reasons, offers, ...)")
+    try:
+        return FlowsDocument.model_validate(data)
+    except ValidationError as exc:
+        message, details = describe_validation_error(exc)
+        raise InvalidFlows(message, details={"errors": details}) from exc
+
+
+def current(db: Session, app: App) -> tuple[FlowsDocument, int]:
+    config = repository.get_config(db, app)
+    if config is None:
+        return FlowsDocument(), 0
+    return FlowsDocument.model_validate(config.document), config.version
+
+
+def document_for_app_pk(db: Session, app_pk: int) -> FlowsDocument:
+    config = repository.get_config_by_app_pk(db, app_pk)
+    return FlowsDocument() if config is None else FlowsDocument.model_validate(config.document)
+
+
+def _locked_config(db: Session, app: App) -> FlowConfig:
+    insert_ignoring_conflicts(
+        db,
+        FlowConfig,
+        {"app_pk": app.id, "document": {}, "version": 0, "updated_at": utcnow()},
+        on=["app_pk"],
+    )
+    config = repository.get_config(db, app, for_update=True)
+    assert config is not None
+    return config
+
+
+def apply(db: Session, app: App, data: Any, *, dry_run: bool = False) -> Applied:
+    """Replace the app's flows with ``data``; a no-op (same version) when nothing changes."""
+    new = validate(data).normalized()
+    if dry_run:
+        doc, version = current(db, app)
+        old = doc.normalized()
+        return Applied(new, version, old != new, fileformat.diff(old, new))
+    config = _locked_config(db, app)
+    old = config.document or {}
+    if old == new:
+        return Applied(new, config.version, False, "")
+    config.document = new
+    config.version += 1
+    config.updated_at = utcnow()
+    return Applied(new, config.version, True, fileformat.diff(old, new))
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise FlowItemNotFound(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
+
+
+def get_item(db: Session, app: App, kind: str, item_id: str) -> dict[str, Any]:
+    _check_kind(kind)
+    doc, _ = current(db, app)
+    for item in doc.normalized().get(kind, []):
+        if item.get("id") == item_id:
+            return dict(item)
+    raise FlowItemNotFound(f"no {kind[:-1]} {item_id!r}")
+
+
+def put_item(db: Session, app: App, kind: str, item_id: str, body: Any) -> Applied:
+    """Create or replace one item, keeping its place in the order (new items go last)."""
+    _check_kind(kind)
+    if not isinstance(body, dict):
+        raise InvalidFlows(f"a {kind[:-1]} must be an object")
+    if body.get("id", item_id) != item_id:
+        raise InvalidFlows("the id in the body differs from the id in the path")
+    item = {**body, "id": item_id}
+    doc, _ = current(db, app)
+    data = doc.normalized()
+    items = list(data.get(kind, []))
+    for index, existing in enumerate(items):
+        if existing.get("id") == item_id:
+            items[index] = item
+            break
+    else:
+        items.append(item)
+    data[kind] = items
+    return apply(db, app, data)
+
+
+def delete_item(db: Session, app: App, kind: str, item_id: str) -> Applied:
+    _check_kind(kind)
+    doc, _ = current(db, app)
+    data = doc.normalized()
+    items = list(data.get(kind, []))
+    kept = [i for i in items if i.get("id") != item_id]
+    if len(kept) == len(items):
+        raise FlowItemNotFound(f"no {kind[:-1]} {item_id!r}")
+    data[kind] = kept
+    try:
+        return apply(db, app, data)
+    except InvalidFlows as exc:
+        raise FlowItemInUse(
+            f"cannot delete {kind[:-1]} {item_id!r}: {exc.message}", details=exc.details
+        ) from exc

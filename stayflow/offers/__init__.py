@@ -1,0 +1,1 @@
+"""Offer definitions: what a subscriber can be offered instead of cancelling."""

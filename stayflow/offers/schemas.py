@@ -1,0 +1,117 @@
+"""The offer types and their copy.
+
+An offer is configuration: accepting one records the outcome and enqueues the
+``billing.apply_offer`` job, whose handler (the billing part) does the Stripe
+work described by the offer's type-specific fields.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from stayflow.flows.copy import validate_copy
+from stayflow.flows.ids import Identifier
+
+OFFER_TYPES = ("discount", "pause", "extension", "plan_change", "trial_extension", "redirect")
+# Offers whose acceptance changes the subscription in the billing provider.
+BILLING_OFFER_TYPES = frozenset(
+    {"discount", "pause", "extension", "plan_change", "trial_extension"}
+)
+
+Interval = Literal["day", "week", "month"]
+
+
+class OfferCopy(BaseModel):
+    """Copy for one language; merge fields like ``{{ first_name | default('there') }}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    headline: str | None = Field(default=None, max_length=300)
+    body: str | None = Field(default=None, max_length=2000)
+    button: str | None = Field(default=None, max_length=100)
+
+    @field_validator("headline", "body", "button")
+    @classmethod
+    def _copy(cls, value: str | None) -> str | None:
+        return validate_copy(value)
+
+
+class OfferBase(OfferCopy):
+    id: Identifier
+    # Shown only after one of these reasons; empty means after any reason.
+    reasons: list[Identifier] = Field(default_factory=list, max_length=50)
+    # Shown only to subscribers in this audience (besides the experience's own audience).
+    audience: Identifier | None = None
+    translations: dict[str, OfferCopy] = Field(default_factory=dict)
+
+    @field_validator("translations")
+    @classmethod
+    def _languages(cls, value: dict[str, OfferCopy]) -> dict[str, OfferCopy]:
+        from stayflow.flows.copy import check_language_tags
+
+        check_language_tags(value)
+        return value
+
+
+class DiscountOffer(OfferBase):
+    type: Literal["discount"]
+    coupon: str = Field(
+        min_length=1, max_length=200, description="The billing provider's coupon id."
+    )
+
+
+class PauseOffer(OfferBase):
+    type: Literal["pause"]
+    duration: int = Field(ge=1, le=365)
+    interval: Interval = "month"
+
+
+class ExtensionOffer(OfferBase):
+    """A free period: collection is paused without charging for it."""
+
+    type: Literal["extension"]
+    duration: int = Field(ge=1, le=365)
+    interval: Interval = "month"
+
+
+class PlanChangeOffer(OfferBase):
+    type: Literal["plan_change"]
+    price: str = Field(min_length=1, max_length=200, description="The price id to switch to.")
+    proration_behavior: Literal["create_prorations", "none", "always_invoice"] = "create_prorations"
+
+
+class TrialExtensionOffer(OfferBase):
+    type: Literal["trial_extension"]
+    days: int = Field(ge=1, le=365)
+
+
+class RedirectOffer(OfferBase):
+    """Send the subscriber somewhere else (e.g. talk to support); no billing change."""
+
+    type: Literal["redirect"]
+    url: str = Field(min_length=1, max_length=2000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http", "mailto") or (
+            parts.scheme != "mailto" and not parts.hostname
+        ):
+            raise ValueError("a redirect offer's url must be an http(s) or mailto URL")
+        return value
+
+
+Offer = Annotated[
+    DiscountOffer
+    | PauseOffer
+    | ExtensionOffer
+    | PlanChangeOffer
+    | TrialExtensionOffer
+    | RedirectOffer,
+    Field(discriminator="type"),
+]
