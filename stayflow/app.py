@@ -14,17 +14,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stayflow import __version__
 from stayflow.apps.endpoints import router as apps_router
+from stayflow.billing.endpoints import router as billing_router
 from stayflow.cancel_sessions.endpoints import admin_router as cancel_sessions_admin_router
 from stayflow.cancel_sessions.endpoints import public_router as precancel_router
 from stayflow.crypto import Encryptor
 from stayflow.db import make_engine, make_session_factory
+from stayflow.enrichment.endpoints import router as enrichment_router
+from stayflow.enrichment.enricher import StripeEnricher
 from stayflow.errors import StayflowError
 from stayflow.flows.endpoints import router as flows_router
 from stayflow.jobs.registry import load_handlers
 from stayflow.jobs.worker import Worker
+from stayflow.mirror.endpoints import router as mirror_router
 from stayflow.ops.endpoints import router as ops_router
 from stayflow.ops.metrics import Metrics
 from stayflow.ops.middleware import RequestContextMiddleware
+from stayflow.page.endpoints import router as page_router
 from stayflow.settings import Settings
 
 log = logging.getLogger("stayflow.app")
@@ -101,13 +106,18 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.state.session_factory = session_factory
     app.state.encryptor = Encryptor(settings.secret_key)
     app.state.services = {"settings": settings, "encryptor": app.state.encryptor}
+    app.state.services["enricher"] = StripeEnricher(settings, app.state.encryptor)
     app.state.metrics = Metrics(session_factory)
     app.state.worker = None
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     app.include_router(ops_router)
     app.include_router(apps_router)
+    app.include_router(billing_router)
+    app.include_router(enrichment_router)
+    app.include_router(mirror_router)
     app.include_router(precancel_router)
     app.include_router(cancel_sessions_admin_router)
     app.include_router(flows_router)
+    app.include_router(page_router)
     return app

@@ -1,8 +1,34 @@
 """Imports every domain's models so that Base.metadata knows every table."""
 
 from stayflow.apps.models import ApiKey, App
+from stayflow.billing.models import BillingConnection
 from stayflow.cancel_sessions.models import CancelSession
+from stayflow.crypto import register_encrypted
+from stayflow.enrichment.models import FieldMapping
 from stayflow.flows.models import FlowConfig
 from stayflow.jobs.models import Job
+from stayflow.mirror.models import (
+    MirrorBackfill,
+    MirrorCustomer,
+    MirrorProduct,
+    MirrorSubscription,
+    StripeEvent,
+)
 
-__all__ = ["ApiKey", "App", "CancelSession", "FlowConfig", "Job"]
+__all__ = [
+    "ApiKey",
+    "App",
+    "BillingConnection",
+    "CancelSession",
+    "FieldMapping",
+    "FlowConfig",
+    "Job",
+    "MirrorBackfill",
+    "MirrorCustomer",
+    "MirrorProduct",
+    "MirrorSubscription",
+    "StripeEvent",
+]
+
+# Secrets ``stayflow keys rotate`` re-encrypts (each domain registers its own beside its model).
+register_encrypted(App, "secret_encrypted")

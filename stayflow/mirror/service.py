@@ -1,0 +1,306 @@
+"""Keeping the mirror current: Stripe webhooks in, live reads and backfill pages stored.
+
+Services never commit; the request, the job runner or the CLI does.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from stayflow.apps.models import App
+from stayflow.billing import repository as billing_repository
+from stayflow.billing import service as billing_service
+from stayflow.billing.config import billing_settings
+from stayflow.billing.models import BillingConnection
+from stayflow.billing.provider import BillingProvider, InvalidWebhookSignature
+from stayflow.billing.stripe.client import verify_webhook
+from stayflow.billing.stripe.convert import object_id
+from stayflow.crypto import Encryptor
+from stayflow.db import insert_ignoring_conflicts, utcnow
+from stayflow.errors import NotFound
+from stayflow.jobs import service as jobs
+from stayflow.mirror import repository
+from stayflow.mirror.models import MirrorBackfill, MirrorSubscription, StripeEvent
+
+log = logging.getLogger("stayflow.mirror")
+
+SUBSCRIPTION_EVENTS = frozenset(
+    {
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "customer.subscription.paused",
+        "customer.subscription.resumed",
+        "customer.subscription.trial_will_end",
+    }
+)
+CUSTOMER_EVENTS = frozenset({"customer.created", "customer.updated"})
+PRODUCT_EVENTS = frozenset({"product.created", "product.updated"})
+INVOICE_EVENTS = frozenset({"invoice.paid", "invoice.payment_failed"})
+# Pages one backfill job stores before it hands over to the next (each job one transaction).
+BACKFILL_PAGES_PER_JOB = 10
+
+
+class UnknownApp(NotFound):
+    pass
+
+
+@dataclass(frozen=True)
+class ReceivedEvent:
+    event_id: str
+    duplicate: bool
+
+
+# --- storing Stripe objects ------------------------------------------------------------
+
+
+def store_subscription(
+    db: Session, app_pk: int, raw: dict[str, Any], *, version: int, source: str
+) -> bool:
+    """Store a subscription as Stripe sent it, splitting out an expanded customer and products."""
+    raw = copy.deepcopy(raw)
+    customer = raw.get("customer")
+    if isinstance(customer, dict) and customer.get("id"):
+        if not customer.get("deleted"):
+            repository.upsert_customer(db, app_pk, customer, version=version)
+        raw["customer"] = customer["id"]
+    items = raw.get("items")
+    for item in items.get("data", []) if isinstance(items, dict) else []:
+        for key in ("price", "plan"):
+            price = item.get(key) if isinstance(item, dict) else None
+            product = price.get("product") if isinstance(price, dict) else None
+            if isinstance(price, dict) and isinstance(product, dict) and product.get("id"):
+                if not product.get("deleted"):
+                    repository.upsert_product(db, app_pk, product, version=version)
+                price["product"] = product["id"]
+    return repository.upsert_subscription(db, app_pk, raw, version=version, source=source)
+
+
+def store_live(db: Session, app_pk: int, raw: dict[str, Any]) -> bool:
+    """Store what a live read just saw: it is the truth as of now."""
+    existing = repository.get_subscription(db, app_pk, str(raw.get("id") or ""))
+    version = max(int(time.time()), existing.version if existing else 0)
+    return store_subscription(db, app_pk, raw, version=version, source="live")
+
+
+def assemble(db: Session, row: MirrorSubscription) -> dict[str, Any]:
+    """The row's subscription with its customer and products expanded, as a live read has it."""
+    raw = copy.deepcopy(row.raw)
+    customer = repository.get_customer(db, row.app_pk, row.customer_id)
+    if customer is not None:
+        raw["customer"] = customer.raw
+    items = raw.get("items")
+    data = items.get("data", []) if isinstance(items, dict) else []
+    wanted: list[str] = []
+    for item in data:
+        for key in ("price", "plan"):
+            price = item.get(key) if isinstance(item, dict) else None
+            if isinstance(price, dict) and isinstance(price.get("product"), str):
+                wanted.append(price["product"])
+    products = repository.get_products(db, row.app_pk, sorted(set(wanted)))
+    for item in data:
+        for key in ("price", "plan"):
+            price = item.get(key) if isinstance(item, dict) else None
+            if isinstance(price, dict) and isinstance(price.get("product"), str):
+                found = products.get(price["product"])
+                if found is not None:
+                    price["product"] = found.raw
+    return raw
+
+
+def is_fresh(
+    row: MirrorSubscription, conn: BillingConnection | None, *, now: datetime | None = None
+) -> bool:
+    """Trust the row without asking Stripe: webhooks feed this app and were recently heard from.
+
+    The row must have been stored after the webhook endpoint was set up (so no change
+    can have slipped by unannounced), and the row or the app's event stream must be
+    younger than ``STAYFLOW_MIRROR_MAX_AGE_SECONDS``.
+    """
+    if conn is None or conn.webhook_secret_encrypted is None or conn.webhook_configured_at is None:
+        return False
+    if row.synced_at < conn.webhook_configured_at:
+        return False
+    now = now or utcnow()
+    heard = max(row.synced_at, conn.last_event_at or row.synced_at)
+    return now - heard <= timedelta(seconds=billing_settings().mirror_max_age_seconds)
+
+
+# --- webhooks ----------------------------------------------------------------------------
+
+
+def receive_webhook(
+    db: Session,
+    encryptor: Encryptor,
+    app_id: str,
+    payload: bytes,
+    signature_header: str | None,
+) -> ReceivedEvent:
+    """Verify and store an event once; its effect is applied by the ``mirror.apply_event`` job."""
+    from stayflow.apps.repository import get_app_by_public_id
+
+    app = get_app_by_public_id(db, app_id)
+    if app is None:
+        raise UnknownApp("no such app")
+    conn = billing_repository.get_connection(db, app)
+    secret = billing_service.webhook_secret(encryptor, conn)
+    if secret is None or conn is None:
+        raise InvalidWebhookSignature("this app has no Stripe webhook signing secret")
+    event = verify_webhook(payload, signature_header, secret)
+    inserted = insert_ignoring_conflicts(
+        db,
+        StripeEvent,
+        {
+            "app_pk": app.id,
+            "event_id": event.id[:100],
+            "type": event.type[:100],
+            "object_id": (object_id(event.object) or "")[:100] or None,
+            "stripe_created": event.created,
+            "payload": event.raw,
+            "received_at": utcnow(),
+        },
+        on=["app_pk", "event_id"],
+    )
+    conn.last_event_at = utcnow()
+    if inserted:
+        stored = repository.get_event_by_stripe_id(db, app.id, event.id[:100])
+        assert stored is not None
+        jobs.enqueue(
+            db,
+            "mirror.apply_event",
+            {"event_pk": stored.id},
+            app_pk=app.id,
+            unique_key=f"mirror.apply_event:{stored.id}",
+        )
+    return ReceivedEvent(event_id=event.id, duplicate=not inserted)
+
+
+def _invoice_subscription(invoice: dict[str, Any]) -> str | None:
+    # Current API: invoice.parent.subscription_details.subscription; older: invoice.subscription.
+    parent = invoice.get("parent")
+    if isinstance(parent, dict):
+        details = parent.get("subscription_details")
+        if isinstance(details, dict):
+            found = object_id(details.get("subscription"))
+            if found:
+                return found
+    return object_id(invoice.get("subscription"))
+
+
+def apply_event(db: Session, app_pk: int, event_pk: int) -> str:
+    """Apply one stored event to the mirror; returns what happened (recorded on the event)."""
+    event = repository.get_event(db, app_pk, event_pk)
+    if event is None:
+        return "missing"
+    if event.handled_at is not None:
+        return event.outcome or "done"
+    data = event.payload.get("data") if isinstance(event.payload, dict) else None
+    obj = data.get("object") if isinstance(data, dict) else None
+    outcome = "ignored"
+    if isinstance(obj, dict) and obj.get("id"):
+        if event.type in SUBSCRIPTION_EVENTS:
+            applied = store_subscription(
+                db, app_pk, obj, version=event.stripe_created, source="webhook"
+            )
+            outcome = "applied" if applied else "stale"
+            if not applied:
+                row = repository.get_subscription(db, app_pk, str(obj["id"]))
+                if row is not None and row.version == event.stripe_created and row.raw != obj:
+                    # Two changes in the same second arrived out of order: only Stripe knows
+                    # which is last, so ask it once.
+                    request_refresh(db, app_pk, str(obj["id"]), reason=f"tie:{event.event_id}")
+                    outcome = "tie_refresh"
+        elif event.type in CUSTOMER_EVENTS:
+            applied = repository.upsert_customer(db, app_pk, obj, version=event.stripe_created)
+            outcome = "applied" if applied else "stale"
+        elif event.type in PRODUCT_EVENTS:
+            applied = repository.upsert_product(db, app_pk, obj, version=event.stripe_created)
+            outcome = "applied" if applied else "stale"
+        elif event.type in INVOICE_EVENTS:
+            subscription_id = _invoice_subscription(obj)
+            if subscription_id:
+                # The invoice changes the subscription's status (past_due -> active, ...)
+                # without its own subscription event in every case: read it once.
+                request_refresh(db, app_pk, subscription_id, reason=f"event:{event.event_id}")
+                outcome = "refresh"
+    event.handled_at = utcnow()
+    event.outcome = outcome
+    return outcome
+
+
+def request_refresh(db: Session, app_pk: int, subscription_id: str, *, reason: str) -> None:
+    jobs.enqueue(
+        db,
+        "mirror.refresh_subscription",
+        {"subscription_id": subscription_id},
+        app_pk=app_pk,
+        unique_key=f"mirror.refresh:{app_pk}:{subscription_id}:{reason}"[:200],
+    )
+
+
+# --- backfill ------------------------------------------------------------------------------
+
+
+def start_backfill(db: Session, app: App, *, restart: bool = False) -> MirrorBackfill:
+    """Create or resume the app's backfill record (``restart`` begins again from the first page)."""
+    state = repository.get_backfill(db, app.id)
+    if state is None:
+        state = MirrorBackfill(app_pk=app.id, status="running", pages=0, subscriptions=0)
+        db.add(state)
+        db.flush()
+        return state
+    if restart or state.status == "done":
+        state.cursor = None
+        state.pages = 0
+        state.subscriptions = 0
+        state.started_at = utcnow()
+    state.status = "running"
+    state.finished_at = None
+    state.error = None
+    return state
+
+
+MAX_PRODUCT_PAGES = 1000
+
+
+def _backfill_products(db: Session, app_pk: int, provider: BillingProvider, version: int) -> None:
+    cursor: str | None = None
+    for _ in range(MAX_PRODUCT_PAGES):
+        products, has_more = provider.list_products(starting_after=cursor)
+        for product in products:
+            repository.upsert_product(db, app_pk, product, version=version)
+        if not has_more or not products:
+            return
+        cursor = str(products[-1]["id"])
+
+
+def backfill_page(db: Session, app_pk: int, provider: BillingProvider) -> MirrorBackfill:
+    """Store one page (100 subscriptions, status=all, expanded) after the saved cursor."""
+    state = repository.get_backfill(db, app_pk)
+    if state is None:
+        raise NotFound("no backfill started for this app")
+    if state.status == "done":
+        return state
+    # A page is as new as the moment its read began: a webhook stored meanwhile is newer.
+    version = int(time.time())
+    if state.pages == 0 and state.cursor is None:
+        # Subscription lists cannot expand products (4 levels at most): copy them first.
+        _backfill_products(db, app_pk, provider, version)
+    page = provider.list_subscriptions(starting_after=state.cursor, limit=100)
+    for raw in page.raw:
+        store_subscription(db, app_pk, raw, version=version, source="backfill")
+    state.pages += 1
+    state.subscriptions += len(page.raw)
+    if page.last_id:
+        state.cursor = page.last_id
+    if not page.has_more:
+        state.status = "done"
+        state.finished_at = utcnow()
+    return state
