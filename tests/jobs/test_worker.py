@@ -40,9 +40,9 @@ def effects_table(engine):
 
 
 def _jobs(session_factory) -> list[Job]:
-    """The test's jobs, leaving out the runner's own schedules (a worker process enqueues them)."""
+    """The test's own jobs, leaving out the schedules a worker process enqueues by itself."""
     with session_factory() as db:
-        return list(db.scalars(select(Job).where(Job.name.not_like("jobs.%")).order_by(Job.id)))
+        return list(db.scalars(select(Job).where(Job.name.like("test.%")).order_by(Job.id)))
 
 
 def _worker_env(settings, **extra: str) -> dict[str, str]:
@@ -180,7 +180,7 @@ def test_retry_later_honours_the_delay_and_permanent_failure_is_dead_at_once(
 
 def test_unknown_handler_goes_dead_with_a_message(session_factory, registry):
     with transaction(session_factory) as db:
-        enqueue(db, "nobody.handles_this")
+        enqueue(db, "test.nobody_handles_this")
     Worker(session_factory, registry=registry).run_until_idle()
     [row] = _jobs(session_factory)
     assert row.status == DEAD and "no handler registered" in (row.last_error or "")
@@ -252,9 +252,16 @@ def test_killed_worker_leaves_a_job_that_another_finishes_after_the_lease(
         )
         db.commit()
     rescuer = Worker(session_factory, registry=registry, concurrency=1, lease_seconds=2)
-    # Still leased by the dead worker: nothing to take yet.
-    assert rescuer.run_until_idle() == 0
-    _wait_for(lambda: rescuer.run_until_idle() == 1, 10, "the lease to expire")
+    # Still leased by the dead worker: not taken yet.
+    rescuer.run_until_idle()
+    [row] = _jobs(session_factory)
+    assert row.status == RUNNING and row.attempts == 1
+
+    def rescued() -> bool:
+        rescuer.run_until_idle()
+        return _jobs(session_factory)[0].status != RUNNING
+
+    _wait_for(rescued, 10, "the lease to expire")
     [row] = _jobs(session_factory)
     assert row.status == SUCCEEDED and row.attempts == 2
     lines = log.read_text().splitlines()
