@@ -296,7 +296,7 @@ class ActionResult:
     replayed: bool = False
 
 
-def _destination(cs: CancelSession, snap: FlowSnapshot) -> str:
+def destination(cs: CancelSession, snap: FlowSnapshot) -> str:
     if cs.outcome == CANCELED:
         return cs.cancel_confirmation_url
     if cs.outcome == REDIRECTED:
@@ -327,7 +327,7 @@ def _replay_or_refuse(
 ) -> ActionResult:
     """A repeated POST (double click, replay) gets the first answer; anything else is refused."""
     if cs.outcome in outcomes and (offer_id is None or cs.offer_accepted_id == offer_id):
-        return ActionResult(cs.outcome or "", _destination(cs, snap), replayed=True)
+        return ActionResult(cs.outcome or "", destination(cs, snap), replayed=True)
     raise SessionFinished("this cancel request is already complete")
 
 
@@ -357,7 +357,7 @@ def accept_offer(
             app_pk=cs.app_pk,
             unique_key=f"{APPLY_OFFER_JOB}:{cs.session_id}",
         )
-    return ActionResult(outcome, _destination(cs, snap))
+    return ActionResult(outcome, destination(cs, snap))
 
 
 def deflect(db: Session, cs: CancelSession, snap: FlowSnapshot, now: datetime) -> ActionResult:
@@ -366,7 +366,7 @@ def deflect(db: Session, cs: CancelSession, snap: FlowSnapshot, now: datetime) -
     check_open(cs, now)
     if not _finish(db, cs, DEFLECTED, now):
         return _replay_or_refuse(cs, snap, (DEFLECTED,))
-    return ActionResult(DEFLECTED, _destination(cs, snap))
+    return ActionResult(DEFLECTED, destination(cs, snap))
 
 
 def cancel(
@@ -386,7 +386,7 @@ def cancel(
         record_reason(db, cs, snap, reason_id, comment, now)
     elif comment is not None and cs.reason_id is not None:
         cs.reason_comment = _clean_comment(comment) or cs.reason_comment
-    if settings.reason_required and cs.reason_id is None:
+    if settings.reason_required and snap.reasons and cs.reason_id is None:
         raise ReasonRequired("please choose a reason before cancelling")
     db.flush()
     if not _finish(db, cs, CANCELED, now):
@@ -404,7 +404,7 @@ def cancel(
         app_pk=cs.app_pk,
         unique_key=f"{CANCEL_SUBSCRIPTION_JOB}:{cs.session_id}",
     )
-    return ActionResult(CANCELED, _destination(cs, snap))
+    return ActionResult(CANCELED, destination(cs, snap))
 
 
 def mark_abandoned(db: Session, now: datetime, batch: int = 1000) -> int:

@@ -21,6 +21,7 @@ BILLING_OFFER_TYPES = frozenset(
 )
 
 Interval = Literal["day", "week", "month"]
+OverRenewal = Literal["refuse", "shorten"]
 
 
 class OfferCopy(BaseModel):
@@ -60,12 +61,23 @@ class DiscountOffer(OfferBase):
     coupon: str = Field(
         min_length=1, max_length=200, description="The billing provider's coupon id."
     )
+    existing_discount: Literal["replace", "keep"] = Field(
+        default="replace",
+        description="A discount the subscription already has: replace it with this coupon "
+        "(Stripe's discounts array replaces), or keep it and add this one.",
+    )
 
 
 class PauseOffer(OfferBase):
     type: Literal["pause"]
     duration: int = Field(ge=1, le=365)
     interval: Interval = "month"
+    over_renewal: OverRenewal = Field(
+        default="refuse",
+        description="When the period would cover a renewal and so give away more than it says "
+        "(an annual plan's whole invoice): refuse (the offer is not shown to that subscriber) "
+        "or shorten it to end before that renewal.",
+    )
 
 
 class ExtensionOffer(OfferBase):
@@ -74,6 +86,12 @@ class ExtensionOffer(OfferBase):
     type: Literal["extension"]
     duration: int = Field(ge=1, le=365)
     interval: Interval = "month"
+    over_renewal: OverRenewal = Field(
+        default="refuse",
+        description="When the period would cover a renewal and so give away more than it says "
+        "(an annual plan's whole invoice): refuse (the offer is not shown to that subscriber) "
+        "or shorten it to end before that renewal.",
+    )
 
 
 class PlanChangeOffer(OfferBase):

@@ -1,0 +1,1 @@
+"""The hosted cancel page (HTML and headless JSON) and its actions."""

@@ -1,0 +1,71 @@
+"""Jinja rendering of the page (autoescape on: everything a business or subscriber gave is text)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from stayflow.page import i18n
+from stayflow.page.schemas import BrandingOut, PageModel
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+_env = Environment(
+    loader=FileSystemLoader(TEMPLATES_DIR),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    auto_reload=False,
+)
+
+
+def render_page(
+    page: PageModel,
+    gettext: Callable[[str], str],
+    ngettext: Callable[[str, str, int], str],
+    *,
+    nonce: str,
+    error: str | None,
+) -> str:
+    titles = {
+        "reason": page.copy_text.title,
+        "offers": page.copy_text.offers_title,
+        "confirm": page.copy_text.confirm_title,
+    }
+    return _env.get_template("page.html").render(
+        page=page,
+        brand=page.branding,
+        locale=page.locale,
+        nonce=nonce,
+        error=error,
+        document_title=titles.get(page.step, gettext("Cancel subscription")),
+        _=gettext,
+        ngettext=ngettext,
+    )
+
+
+def render_message(
+    locale: str,
+    *,
+    nonce: str,
+    heading: str,
+    message: str,
+    link: tuple[str, str] | None,
+    brand: BrandingOut | None = None,
+) -> str:
+    translations = i18n.translations(locale)
+    return _env.get_template("message.html").render(
+        brand=brand or BrandingOut(),
+        locale=locale,
+        nonce=nonce,
+        document_title=heading,
+        heading=heading,
+        message=message,
+        link_label=link[0] if link else None,
+        link_url=link[1] if link else None,
+        _=translations.gettext,
+        ngettext=translations.ngettext,
+    )

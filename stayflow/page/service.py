@@ -1,0 +1,250 @@
+"""Builds the page model from a session: steps, translated words, personalized copy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from stayflow.apps.models import App
+from stayflow.cancel_sessions import service as sessions
+from stayflow.cancel_sessions.enrichment import enricher_from
+from stayflow.cancel_sessions.models import CancelSession
+from stayflow.cancel_sessions.settings import CancelFlowSettings
+from stayflow.cancel_sessions.settings import read as read_settings
+from stayflow.flows.assignment import FlowSnapshot, offers_for_reason
+from stayflow.flows.copy import render_copy
+from stayflow.offers.schemas import Offer
+from stayflow.page import i18n
+from stayflow.page.schemas import (
+    Actions,
+    BrandingOut,
+    Copy,
+    OfferOut,
+    PageModel,
+    ReasonOut,
+    Step,
+)
+
+Gettext = Callable[[str], str]
+Ngettext = Callable[[str, str, int], str]
+
+
+@dataclass
+class PageState:
+    """Everything an endpoint needs about one session, loaded once per request."""
+
+    cs: CancelSession
+    app: App
+    settings: CancelFlowSettings
+    snap: FlowSnapshot
+    locale: str
+
+    @property
+    def gettext(self) -> Gettext:
+        return i18n.translations(self.locale).gettext
+
+    @property
+    def ngettext(self) -> Ngettext:
+        return i18n.translations(self.locale).ngettext
+
+
+def load(
+    db: Session,
+    token: str,
+    services: Mapping[str, Any],
+    accept_language: str | None,
+    now: datetime,
+) -> PageState:
+    cs = sessions.find_by_token(db, token)
+    app = sessions.app_of(db, cs)
+    if cs.finished or now >= cs.expires_at:
+        snap = sessions.snapshot(cs) if cs.flow else FlowSnapshot.model_validate(_empty_flow())
+    else:
+        snap = sessions.ensure_assigned(db, cs, app, enricher_from(services), now)
+    locale = i18n.negotiate(cs.locale, accept_language)
+    return PageState(cs, app, read_settings(app), snap, locale)
+
+
+def _empty_flow() -> dict[str, Any]:
+    return {"experience": {"id": "default"}, "reasons": [], "offers": []}
+
+
+def _localized(
+    base: Mapping[str, Any], translations: Mapping[str, Any], locale: str
+) -> dict[str, Any]:
+    """The item's copy in ``locale`` where the business gave it, else its own copy."""
+    chosen = translations.get(locale) or translations.get(locale.split("-", 1)[0])
+    merged = dict(base)
+    if chosen is not None:
+        merged.update({k: v for k, v in dict(chosen).items() if v})
+    return merged
+
+
+def _period(ngettext: Ngettext, count: int, interval: str) -> str:
+    if interval == "day":
+        return ngettext("%(num)d day", "%(num)d days", count) % {"num": count}
+    if interval == "week":
+        return ngettext("%(num)d week", "%(num)d weeks", count) % {"num": count}
+    return ngettext("%(num)d month", "%(num)d months", count) % {"num": count}
+
+
+def _offer_defaults(
+    offer: Offer, _: Gettext, ngettext: Ngettext
+) -> tuple[str, str, str, dict[str, Any]]:
+    """Default headline, body, button and the terms shown for an offer's type."""
+    if offer.type == "discount":
+        return (
+            _("A discount if you stay"),
+            _("Keep everything you have today and pay less."),
+            _("Accept the discount"),
+            {"coupon": offer.coupon},
+        )
+    if offer.type == "pause":
+        period = _period(ngettext, offer.duration, offer.interval)
+        return (
+            _("Pause for %(period)s instead") % {"period": period},
+            _("Take a break: you won't be charged, and everything will be here when you return."),
+            _("Pause my subscription"),
+            {"duration": offer.duration, "interval": offer.interval},
+        )
+    if offer.type == "extension":
+        period = _period(ngettext, offer.duration, offer.interval)
+        return (
+            _("Get %(period)s free") % {"period": period},
+            _("Stay with us and the next %(period)s are on us.") % {"period": period},
+            _("Claim my free time"),
+            {"duration": offer.duration, "interval": offer.interval},
+        )
+    if offer.type == "plan_change":
+        return (
+            _("Switch to a plan that fits better"),
+            _("Keep your account and move to a plan that suits how you use it."),
+            _("Switch plan"),
+            {"price": offer.price},
+        )
+    if offer.type == "trial_extension":
+        days = ngettext("%(num)d day", "%(num)d days", offer.days) % {"num": offer.days}
+        return (
+            _("Take %(days)s more to try it") % {"days": days},
+            _("Your trial gets longer, so you can decide without hurry."),
+            _("Extend my trial"),
+            {"days": offer.days},
+        )
+    return (
+        _("Talk to us first"),
+        _("We may be able to fix what's wrong."),
+        _("Contact us"),
+        {"url": offer.url},
+    )
+
+
+def _offer_out(offer: Offer, state: PageState, fields: Mapping[str, Any]) -> OfferOut:
+    _, ngettext = state.gettext, state.ngettext
+    headline, body, button, details = _offer_defaults(offer, _, ngettext)
+    copy = _localized(
+        {"headline": offer.headline, "body": offer.body, "button": offer.button},
+        offer.translations,
+        state.locale,
+    )
+    return OfferOut(
+        id=offer.id,
+        type=offer.type,
+        headline=render_copy(copy["headline"], fields) or headline,
+        body=render_copy(copy["body"], fields) if copy["body"] else body,
+        button=render_copy(copy["button"], fields) or button,
+        details=details,
+    )
+
+
+def step_of(state: PageState, now: datetime, wanted: str | None = None) -> Step:
+    cs = state.cs
+    if cs.finished:
+        return "finished"
+    if now >= cs.expires_at:
+        return "expired"
+    if state.snap.reasons and (cs.reason_id is None or wanted == "reason"):
+        return "reason"
+    return "offers" if offers_for_reason(state.snap, cs.reason_id) else "confirm"
+
+
+def build(
+    state: PageState,
+    *,
+    csrf_token: str,
+    base_path: str,
+    now: datetime,
+    wanted_step: str | None = None,
+) -> PageModel:
+    cs, snap, _ = state.cs, state.snap, state.gettext
+    fields = sessions.merge_context(cs)
+    step = step_of(state, now, wanted_step)
+    exp = snap.experience
+    exp_copy = _localized(
+        exp.model_dump(include=set(Copy.model_fields)), exp.translations, state.locale
+    )
+    defaults = {
+        "title": _("We're sorry to see you go"),
+        "intro": _("Before you cancel, please tell us why you're leaving. It helps us get better."),
+        "offers_title": _("Before you go, here's something for you"),
+        "confirm_title": _("Confirm your cancellation"),
+        "confirm_body": _("Your subscription will be cancelled. You can come back any time."),
+    }
+    copy = Copy(**{k: render_copy(exp_copy.get(k), fields) or v for k, v in defaults.items()})
+    reasons = []
+    for reason in snap.reasons:
+        if snap.builtin_reasons:
+            label = _(reason.label)
+        else:
+            label = render_copy(
+                _localized({"label": reason.label}, reason.translations, state.locale)["label"],
+                fields,
+            )
+        reasons.append(ReasonOut(id=reason.id, label=label, comment=reason.comment))
+    offers: list[OfferOut] = []
+    if step in ("offers", "reason", "confirm"):
+        fitting = offers_for_reason(snap, cs.reason_id if step != "reason" else None)
+        if step == "offers":
+            sessions.note_offers_shown(cs, [o.id for o in fitting])
+        offers = [_offer_out(o, state, fields) for o in fitting] if step == "offers" else []
+    branding = exp.branding
+    brand = BrandingOut(
+        company_name=branding.company_name if branding else None,
+        logo=branding.logo if branding else None,
+        **{
+            k: v
+            for k, v in {
+                "primary_color": branding.primary_color if branding else None,
+                "background_color": branding.background_color if branding else None,
+            }.items()
+            if v
+        },
+    )
+    redirect_url = None
+    if cs.finished:
+        redirect_url = sessions.destination(cs, snap)
+    return PageModel(
+        session_id=cs.session_id,
+        step=step,
+        outcome=cs.outcome if cs.finished else None,
+        locale=state.locale,
+        reason_required=state.settings.reason_required and bool(snap.reasons),
+        copy_text=copy,
+        reasons=reasons,
+        selected_reason_id=cs.reason_id,
+        comment=cs.reason_comment,
+        offers=offers,
+        csrf_token=csrf_token,
+        actions=Actions(
+            reason=f"{base_path}/reason",
+            accept=f"{base_path}/accept",
+            deflect=f"{base_path}/deflect",
+            cancel=f"{base_path}/cancel",
+        ),
+        branding=brand,
+        return_url=cs.save_return_url,
+        redirect_url=redirect_url,
+    )
