@@ -1,6 +1,7 @@
 """Imports every domain's models so that Base.metadata knows every table."""
 
 from stayflow.apps.models import ApiKey, App
+from stayflow.billing.actions.models import BillingAction, BillingEvent
 from stayflow.billing.models import BillingConnection
 from stayflow.cancel_sessions.models import CancelSession
 from stayflow.crypto import register_encrypted
@@ -18,7 +19,9 @@ from stayflow.mirror.models import (
 __all__ = [
     "ApiKey",
     "App",
+    "BillingAction",
     "BillingConnection",
+    "BillingEvent",
     "CancelSession",
     "FieldMapping",
     "FlowConfig",

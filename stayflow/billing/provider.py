@@ -237,3 +237,79 @@ class BillingProvider(Protocol):
     def calls(self) -> int:
         """Requests made through this provider object (for benchmarks and session records)."""
         ...
+
+
+# --- billing actions: writes (issue 6) -----------------------------------------
+
+
+class BillingBusy(BillingUnavailable):
+    """A transient refusal (429, 409, 5xx, network): retry, after ``retry_after`` if given."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BillingIdempotencyConflict(BillingInvalidRequest):
+    """The same Idempotency-Key was used with other parameters (Stripe's idempotency_error)."""
+
+    error_type = "billing_idempotency_conflict"
+
+
+@dataclass(frozen=True)
+class CouponState:
+    id: str
+    valid: bool
+    currency: str | None = None
+
+
+@dataclass(frozen=True)
+class PriceState:
+    id: str
+    active: bool
+    currency: str
+    recurring: bool
+    product_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SubscriptionChange:
+    """One ``POST /v1/subscriptions/{id}``: only the fields set are sent."""
+
+    # [{"coupon": id}] / [{"discount": id}]: a filled list replaces the existing discounts.
+    discounts: list[dict[str, str]] | None = None
+    # (behavior, resumes_at): "void" or "mark_uncollectible".
+    pause_collection: tuple[str, datetime] | None = None
+    # (subscription item id, new price id, proration_behavior).
+    swap_price: tuple[str, str, str] | None = None
+    trial_end: datetime | None = None
+    cancel_at_period_end: bool | None = None
+    cancellation_details: dict[str, str] | None = None
+
+
+class BillingWriter(Protocol):
+    """The writes billing actions make, each with a caller-chosen Idempotency-Key."""
+
+    def retrieve_subscription(self, subscription_id: str) -> FetchedSubscription: ...
+
+    def retrieve_coupon(self, coupon_id: str) -> CouponState: ...
+
+    def retrieve_price(self, price_id: str) -> PriceState: ...
+
+    def customer_subscriptions(self, customer_id: str) -> list[Subscription]:
+        """Every subscription of the customer (any status), bounded to a few pages."""
+        ...
+
+    def update_subscription(
+        self, subscription_id: str, change: SubscriptionChange, *, idempotency_key: str
+    ) -> FetchedSubscription: ...
+
+    def cancel_subscription_now(
+        self,
+        subscription_id: str,
+        *,
+        invoice_now: bool,
+        prorate: bool,
+        cancellation_details: dict[str, str] | None,
+        idempotency_key: str,
+    ) -> FetchedSubscription: ...

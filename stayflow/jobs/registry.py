@@ -17,6 +17,7 @@ HANDLER_MODULES: list[str] = [
     "stayflow.jobs.tasks",
     "stayflow.cancel_sessions.tasks",
     "stayflow.mirror.tasks",
+    "stayflow.billing.actions.tasks",
 ]
 
 

@@ -1,0 +1,87 @@
+"""The attempt made inside the subscriber's request, right after the outcome commits.
+
+The page calls :func:`try_now` once its transaction (outcome + job) has committed: the job
+is claimed like any worker would claim it (so no worker runs it at the same time) and run
+with a short timeout and no in-attempt retries. Normally the subscriber then sees "done";
+on a transient failure the job is handed back with backoff and the page says the request is
+being processed (never an error inviting a second click).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any, Literal
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from stayflow.billing.actions.models import APPLIED, FAILED, SKIPPED, BillingAction
+from stayflow.billing.actions.tasks import (
+    APPLY_OFFER_JOB,
+    CANCEL_SUBSCRIPTION_JOB,
+    INLINE_WORKER_PREFIX,
+)
+from stayflow.db import utcnow
+from stayflow.jobs.models import QUEUED, RUNNING, Job
+from stayflow.jobs.worker import ClaimedJob, Worker
+
+Status = Literal["done", "processing", "failed", "none"]
+INLINE_LEASE_SECONDS = 30.0
+
+
+def _claim(factory: sessionmaker[Session], unique_key: str, worker_id: str) -> ClaimedJob | None:
+    now = utcnow()
+    with factory() as db:
+        row = db.execute(
+            update(Job)
+            .where(Job.unique_key == unique_key, Job.status == QUEUED)
+            .values(
+                status=RUNNING,
+                locked_by=worker_id,
+                locked_until=now + timedelta(seconds=INLINE_LEASE_SECONDS),
+                attempts=Job.attempts + 1,
+            )
+            .returning(Job.id, Job.name, Job.payload, Job.attempts, Job.max_attempts, Job.app_pk)
+            .execution_options(synchronize_session=False)
+        ).first()
+        db.commit()
+    if row is None:
+        return None
+    return ClaimedJob(row[0], row[1], dict(row[2] or {}), row[3], row[4], row[5])
+
+
+def action_status(db: Session, session_id: str, kind: str) -> Status:
+    """What the page tells the subscriber about a session's billing action."""
+    status = db.scalar(
+        select(BillingAction.status).where(
+            BillingAction.session_id == session_id, BillingAction.kind == kind
+        )
+    )
+    if status in (APPLIED, SKIPPED):
+        return "done"
+    if status == FAILED:
+        return "failed"
+    job_key = (APPLY_OFFER_JOB if kind == "apply_offer" else CANCEL_SUBSCRIPTION_JOB) + ":"
+    exists = db.scalar(select(Job.id).where(Job.unique_key == job_key + session_id))
+    return "processing" if exists is not None else "none"
+
+
+def try_now(
+    factory: sessionmaker[Session], services: dict[str, Any], session_id: str, kind: str
+) -> Status:
+    """Run the session's queued billing job now, once, briefly; returns what to tell the user.
+
+    ``kind`` is ``"apply_offer"`` or ``"cancel"``. Call it after the commit that wrote the job.
+    """
+    job_name = APPLY_OFFER_JOB if kind == "apply_offer" else CANCEL_SUBSCRIPTION_JOB
+    worker_id = f"{INLINE_WORKER_PREFIX}{secrets.token_hex(6)}"
+    job = _claim(factory, f"{job_name}:{session_id}", worker_id)
+    if job is not None:
+        runner = Worker(factory, concurrency=1, worker_id=worker_id, services=services)
+        try:
+            runner.execute(job)
+        finally:
+            runner.stop(timeout=0)
+    with factory() as db:
+        return action_status(db, session_id, kind)

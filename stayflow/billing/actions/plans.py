@@ -1,0 +1,301 @@
+"""What an accepted offer does to a subscription, decided once and frozen as a plan.
+
+Pure functions over our own records and Stripe's JSON: no I/O. A plan is JSON (it is
+stored on the action row) so that every retry sends identical parameters under the same
+Idempotency-Key, and ``applied`` can tell from a fresh read whether it already happened.
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from stayflow.billing.provider import Subscription, SubscriptionChange
+from stayflow.errors import StayflowError
+
+# A renewal may give away at most the offered length plus this (months differ in length).
+RENEWAL_TOLERANCE = timedelta(days=3)
+# A shortened pause ends this long before the renewal it must not cover.
+RENEWAL_MARGIN = timedelta(hours=1)
+# Stripe allows trial_end at most two years out.
+MAX_TRIAL = timedelta(days=730)
+FEEDBACK_VALUES = frozenset(
+    {
+        "customer_service",
+        "low_quality",
+        "missing_features",
+        "other",
+        "switched_service",
+        "too_complex",
+        "too_expensive",
+        "unused",
+    }
+)
+MAX_COMMENT = 5000
+ACTIVE_STATUSES = frozenset({"active", "trialing", "past_due", "unpaid", "paused"})
+
+
+class OfferNotApplicable(StayflowError):
+    """The offer cannot be applied to this subscription as configured (never retried)."""
+
+    status_code = 409
+    error_type = "offer_not_applicable"
+
+
+# --- time arithmetic --------------------------------------------------------------------
+
+
+def add_interval(start: datetime, count: int, interval: str) -> datetime:
+    """``start`` moved ``count`` days / weeks / months / years (months clamp to the last day)."""
+    if interval == "day":
+        return start + timedelta(days=count)
+    if interval == "week":
+        return start + timedelta(weeks=count)
+    months = count * 12 if interval == "year" else count
+    if interval not in ("month", "year"):
+        raise ValueError(f"unknown interval {interval!r}")
+    total = start.month - 1 + months
+    year, month = start.year + total // 12, total % 12 + 1
+    day = min(start.day, calendar.monthrange(year, month)[1])
+    return start.replace(year=year, month=month, day=day)
+
+
+def epoch(value: datetime) -> int:
+    return int(value.timestamp())
+
+
+def from_epoch(value: int) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+# --- pause / extension over a renewal ------------------------------------------------------
+
+
+def _billing_cycle(sub: Subscription) -> tuple[datetime | None, str, int]:
+    """The next renewal and the interval of the item that renews first."""
+    items = [i for i in sub.items if i.current_period_end is not None]
+    if not items:
+        return None, "month", 1
+    first = min(items, key=lambda i: i.current_period_end or datetime.max.replace(tzinfo=UTC))
+    return (
+        first.current_period_end,
+        first.price.interval or "month",
+        first.price.interval_count or 1,
+    )
+
+
+def fit_pause(
+    sub: Subscription, base: datetime, duration: int, interval: str, over_renewal: str
+) -> datetime:
+    """When a pause from ``base`` should resume, or OfferNotApplicable.
+
+    Every renewal inside the pause has its invoice voided (or marked uncollectible): it gives
+    away one whole billing period. That is fine while the periods given away add up to no
+    more than the offer says (a monthly plan paused for two months: two renewals, two months),
+    not when one renewal is worth more (an annual plan paused over its renewal: a free year).
+    ``over_renewal="shorten"`` then resumes before the first renewal that would give too much.
+    """
+    resumes_at = add_interval(base, duration, interval)
+    offered = resumes_at - base + RENEWAL_TOLERANCE
+    renewal, cycle, cycle_count = _billing_cycle(sub)
+    given = timedelta(0)
+    steps = 0
+    while renewal is not None and renewal < resumes_at and steps < 1000:
+        following = add_interval(renewal, cycle_count, cycle)
+        if given + (following - renewal) > offered:
+            if over_renewal != "shorten":
+                raise OfferNotApplicable(
+                    f"a {duration}-{interval} pause would cover the renewal on "
+                    f"{renewal.date().isoformat()} and give away a whole {cycle_count}-{cycle} "
+                    "period; this offer is configured to refuse that"
+                )
+            shortened = renewal - RENEWAL_MARGIN
+            if shortened <= base + RENEWAL_MARGIN:
+                raise OfferNotApplicable(
+                    "the pause would end before it starts once shortened to the next renewal"
+                )
+            return shortened
+        given += following - renewal
+        renewal = following
+        steps += 1
+    return resumes_at
+
+
+def offer_fits(
+    offer: dict[str, Any], sub: Subscription, now: datetime, *, price_currency: str | None = None
+) -> bool:
+    """Whether the page should show this offer to this subscriber (same rules as applying)."""
+    try:
+        kind = offer.get("type")
+        if kind in ("pause", "extension"):
+            fit_pause(
+                sub,
+                now,
+                int(offer["duration"]),
+                str(offer.get("interval", "month")),
+                str(offer.get("over_renewal", "refuse")),
+            )
+        elif kind == "trial_extension":
+            return sub.status == "trialing"
+        elif kind == "plan_change" and price_currency is not None and sub.currency:
+            return price_currency.lower() == sub.currency.lower()
+    except OfferNotApplicable:
+        return False
+    return True
+
+
+# --- reading Stripe's JSON --------------------------------------------------------------------
+
+
+def discount_coupons(raw: dict[str, Any]) -> list[tuple[str | None, str | None]]:
+    """(discount id, coupon id) of each discount on a subscription, expanded or not."""
+    found: list[tuple[str | None, str | None]] = []
+    for d in raw.get("discounts") or []:
+        if isinstance(d, str):
+            found.append((d, None))
+            continue
+        if not isinstance(d, dict):
+            continue
+        source = d.get("source") if isinstance(d.get("source"), dict) else None
+        coupon = (source or {}).get("coupon") or d.get("coupon")
+        coupon_id = coupon.get("id") if isinstance(coupon, dict) else coupon
+        found.append((d.get("id"), coupon_id if isinstance(coupon_id, str) else None))
+    return found
+
+
+def item_prices(raw: dict[str, Any]) -> dict[str, str]:
+    """Subscription item id -> price id."""
+    items = (raw.get("items") or {}).get("data") or []
+    found: dict[str, str] = {}
+    for item in items:
+        price = item.get("price")
+        price_id = price.get("id") if isinstance(price, dict) else price
+        if item.get("id") and isinstance(price_id, str):
+            found[str(item["id"])] = price_id
+    return found
+
+
+def state_of(raw: dict[str, Any]) -> dict[str, Any]:
+    """What we record on the action after it ran: the subscription as Stripe now has it."""
+    pause = raw.get("pause_collection")
+    return {
+        "status": raw.get("status"),
+        "pause_collection": (
+            {"behavior": pause.get("behavior"), "resumes_at": pause.get("resumes_at")}
+            if isinstance(pause, dict)
+            else None
+        ),
+        "discounts": [c for _, c in discount_coupons(raw)],
+        "prices": sorted(item_prices(raw).values()),
+        "trial_end": raw.get("trial_end"),
+        "cancel_at_period_end": bool(raw.get("cancel_at_period_end")),
+        "cancel_at": raw.get("cancel_at"),
+        "canceled_at": raw.get("canceled_at"),
+    }
+
+
+# --- offers -----------------------------------------------------------------------------------
+
+
+def plan_offer(
+    offer: dict[str, Any], sub: Subscription, raw: dict[str, Any], base: datetime
+) -> dict[str, Any]:
+    """The change an offer makes to this subscription, as JSON; OfferNotApplicable if none."""
+    kind = offer.get("type")
+    if sub.status in ("canceled", "incomplete_expired"):
+        raise OfferNotApplicable(f"the subscription is {sub.status}")
+    if kind == "discount":
+        coupon = str(offer["coupon"])
+        keep = offer.get("existing_discount", "replace") == "keep"
+        kept = [
+            {"discount": did}
+            for did, cid in discount_coupons(raw)
+            if keep and did and cid != coupon
+        ]
+        return {"type": kind, "coupon": coupon, "discounts": [*kept, {"coupon": coupon}]}
+    if kind in ("pause", "extension"):
+        resumes_at = fit_pause(
+            sub,
+            base,
+            int(offer["duration"]),
+            str(offer.get("interval", "month")),
+            str(offer.get("over_renewal", "refuse")),
+        )
+        behavior = "void" if kind == "pause" else "mark_uncollectible"
+        return {"type": kind, "behavior": behavior, "resumes_at": epoch(resumes_at)}
+    if kind == "plan_change":
+        return {
+            "type": kind,
+            "price": str(offer["price"]),
+            "proration_behavior": str(offer.get("proration_behavior", "create_prorations")),
+        }
+    if kind == "trial_extension":
+        if sub.status != "trialing" or sub.trial_end is None:
+            raise OfferNotApplicable("a trial extension needs a trialing subscription")
+        target = sub.trial_end + timedelta(days=int(offer["days"]))
+        if target - base > MAX_TRIAL:
+            raise OfferNotApplicable("Stripe allows a trial to end at most two years out")
+        return {"type": kind, "trial_end": epoch(target)}
+    raise OfferNotApplicable(f"offer type {kind!r} changes nothing in billing")
+
+
+def choose_item(sub: Subscription, new_product: str | None) -> str:
+    """The item a plan change swaps: the one of the new price's product, else the first."""
+    if not sub.items:
+        raise OfferNotApplicable("the subscription has no items")
+    for item in sub.items:
+        if new_product and item.price.product_id == new_product:
+            return item.id
+    return sub.items[0].id
+
+
+def offer_applied(plan: dict[str, Any], raw: dict[str, Any]) -> bool:
+    """Whether a fresh read shows the plan done (then nothing is sent again)."""
+    kind = plan["type"]
+    if kind == "discount":
+        coupons = [c for _, c in discount_coupons(raw)]
+        wanted = [d for d in plan["discounts"] if "discount" in d]
+        ids = {did for did, _ in discount_coupons(raw)}
+        return plan["coupon"] in coupons and all(d["discount"] in ids for d in wanted)
+    if kind in ("pause", "extension"):
+        pause = raw.get("pause_collection")
+        return (
+            isinstance(pause, dict)
+            and pause.get("behavior") == plan["behavior"]
+            and pause.get("resumes_at") == plan["resumes_at"]
+        )
+    if kind == "plan_change":
+        return bool(item_prices(raw).get(str(plan.get("item_id"))) == plan["price"])
+    if kind == "trial_extension":
+        return bool(raw.get("trial_end") == plan["trial_end"])
+    return False
+
+
+def offer_change(plan: dict[str, Any]) -> SubscriptionChange:
+    kind = plan["type"]
+    if kind == "discount":
+        return SubscriptionChange(discounts=list(plan["discounts"]))
+    if kind in ("pause", "extension"):
+        return SubscriptionChange(
+            pause_collection=(plan["behavior"], from_epoch(int(plan["resumes_at"])))
+        )
+    if kind == "plan_change":
+        return SubscriptionChange(
+            swap_price=(plan["item_id"], plan["price"], plan["proration_behavior"])
+        )
+    if kind == "trial_extension":
+        return SubscriptionChange(trial_end=from_epoch(int(plan["trial_end"])))
+    raise OfferNotApplicable(f"offer type {kind!r} changes nothing in billing")
+
+
+# --- cancels ----------------------------------------------------------------------------------
+
+
+def cancellation_details(feedback: str | None, comment: str | None) -> dict[str, str] | None:
+    details: dict[str, str] = {}
+    if feedback in FEEDBACK_VALUES:
+        details["feedback"] = str(feedback)
+    if comment:
+        details["comment"] = comment[:MAX_COMMENT]
+    return details or None

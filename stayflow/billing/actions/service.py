@@ -1,0 +1,517 @@
+"""Applying an accepted offer or a cancel in the billing provider, exactly once.
+
+How "exactly once" holds:
+
+- the outcome and its job are one transaction (``cancel_sessions.service``), so a job
+  exists exactly when an outcome does;
+- the first attempt freezes a *plan* (the parameters to send) on the action row in its own
+  small transaction, so every retry, on any worker, sends the same parameters;
+- every write carries the Idempotency-Key ``stayflow:<session>:<action>:<subscription>``;
+- before writing, the subscription is read: a plan already visible in Stripe is not sent
+  again (this also makes the cancel ``DELETE``, on which Stripe ignores the key, safe);
+- the action's success is recorded in the job's own transaction, so "applied" and "job
+  done" commit together; a failure is recorded in its own transaction before the job dies.
+
+Services never commit the caller's session; the helpers that open their own session say so.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from stayflow.billing import repository as billing_repository
+from stayflow.billing import service as billing_service
+from stayflow.billing.actions import plans
+from stayflow.billing.actions.config import action_settings
+from stayflow.billing.actions.models import (
+    APPLIED,
+    APPLY_OFFER,
+    CANCEL,
+    FAILED,
+    PENDING,
+    SKIPPED,
+    BillingAction,
+    BillingEvent,
+)
+from stayflow.billing.actions.plans import OfferNotApplicable
+from stayflow.billing.provider import (
+    BillingBusy,
+    BillingIdempotencyConflict,
+    BillingInvalidRequest,
+    BillingObjectMissing,
+    BillingUnavailable,
+    BillingWriter,
+    FetchedSubscription,
+    SubscriptionChange,
+)
+from stayflow.billing.schemas import CancelOptions, StripeSetup
+from stayflow.cancel_sessions.models import CancelSession
+from stayflow.crypto import Encryptor
+from stayflow.db import insert_ignoring_conflicts, utcnow
+from stayflow.settings import Settings
+
+log = logging.getLogger("stayflow.billing.actions")
+T = TypeVar("T")
+
+EVENT_APPLIED = "billing.action.applied"
+EVENT_FAILED = "billing.action.failed"
+
+
+class TransientFailure(Exception):
+    """The provider could not be reached or asked us to wait: try the action again later."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ActionFailed(Exception):
+    """Retrying cannot help (Stripe refused, or the offer does not fit): the action failed."""
+
+
+# --- keys and writers ----------------------------------------------------------------
+
+
+def idempotency_key(session_id: str, action: str, subscription_id: str) -> str:
+    """Stable across retries and workers: the same (session, action, target) is one write."""
+    return f"stayflow:{session_id}:{action}:{subscription_id}"[:255]
+
+
+def make_writer(settings: Settings, api_key: str, *, timeout: float) -> BillingWriter:
+    from stayflow.billing.stripe.actions import StripeBillingWriter
+
+    return StripeBillingWriter(api_key, api_base=settings.stripe_api_base, timeout=timeout)
+
+
+# Tests may put a working alternative here (Netflix/dispatch style), e.g. to count calls.
+WRITER_FACTORIES: dict[str, Callable[[Settings, str, float], BillingWriter]] = {
+    "stripe": lambda settings, key, timeout: make_writer(settings, key, timeout=timeout)
+}
+
+
+class Caller:
+    """Runs one provider call, retrying transient errors a few times within the attempt."""
+
+    def __init__(self, tries: int, max_wait: float) -> None:
+        self.tries = max(1, tries)
+        self.max_wait = max_wait
+
+    def __call__(self, fn: Callable[[], T]) -> T:
+        for attempt in range(1, self.tries + 1):
+            try:
+                return fn()
+            except BillingBusy as exc:
+                wait = exc.retry_after
+                if attempt >= self.tries or (wait is not None and wait > self.max_wait):
+                    raise TransientFailure(exc.message, exc.retry_after) from None
+                time.sleep(wait if wait is not None else random.uniform(0.05, 0.25) * attempt)
+            except BillingUnavailable as exc:
+                if attempt >= self.tries:
+                    raise TransientFailure(exc.message) from None
+                time.sleep(random.uniform(0.05, 0.25) * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- the action row ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    id: int
+    status: str
+    plan: dict[str, Any]
+    created_at: datetime
+
+
+def ensure_action(
+    factory: sessionmaker[Session],
+    *,
+    app_pk: int,
+    session_id: str,
+    kind: str,
+    subscription_id: str,
+    offer: dict[str, Any] | None = None,
+) -> ActionRow:
+    """The action's row, created on the first attempt (own transaction, committed)."""
+    with factory() as db:
+        insert_ignoring_conflicts(
+            db,
+            BillingAction,
+            {
+                "app_pk": app_pk,
+                "session_id": session_id,
+                "kind": kind,
+                "subscription_id": subscription_id,
+                "offer_id": (offer or {}).get("id"),
+                "offer_type": (offer or {}).get("type"),
+                "status": PENDING,
+                "plan": {},
+                "result": {},
+                "attempts": 0,
+                "created_at": utcnow(),
+                "updated_at": utcnow(),
+            },
+            on=["session_id", "kind"],
+        )
+        row = db.scalar(
+            select(BillingAction).where(
+                BillingAction.session_id == session_id, BillingAction.kind == kind
+            )
+        )
+        assert row is not None
+        row.attempts += 1
+        found = ActionRow(row.id, row.status, dict(row.plan or {}), row.created_at)
+        db.commit()
+        return found
+
+
+def freeze_plan(
+    factory: sessionmaker[Session], action_id: int, plan: dict[str, Any]
+) -> dict[str, Any]:
+    """Store the plan unless one is stored already (then that one wins); own transaction."""
+    with factory() as db:
+        row = db.scalar(
+            select(BillingAction).where(BillingAction.id == action_id).with_for_update()
+        )
+        assert row is not None
+        if not row.plan:
+            row.plan = plan
+        stored = dict(row.plan)
+        db.commit()
+        return stored
+
+
+def emit_event(db: Session, app_pk: int, type_: str, data: dict[str, Any]) -> BillingEvent:
+    """Record an event for outbound webhooks in the caller's transaction.
+
+    The webhooks part picks these up from ``billing_events`` (by increasing ``id``).
+    """
+    found = BillingEvent(app_pk=app_pk, type=type_, data=data, created_at=utcnow())
+    db.add(found)
+    db.flush()
+    return found
+
+
+def _event_data(row: BillingAction) -> dict[str, Any]:
+    return {
+        "session_id": row.session_id,
+        "action": row.kind,
+        "subscription_id": row.subscription_id,
+        "offer_id": row.offer_id,
+        "offer_type": row.offer_type,
+        "status": row.status,
+        "error": row.error,
+        "result": row.result,
+    }
+
+
+def mark_applied(db: Session, action_id: int, result: dict[str, Any]) -> None:
+    row = db.get(BillingAction, action_id)
+    assert row is not None
+    row.status = APPLIED
+    row.result = result
+    row.error = None
+    row.finished_at = utcnow()
+    emit_event(db, row.app_pk, EVENT_APPLIED, _event_data(row))
+
+
+def mark_skipped(db: Session, action_id: int, why: str) -> None:
+    row = db.get(BillingAction, action_id)
+    assert row is not None
+    row.status = SKIPPED
+    row.error = why
+    row.finished_at = utcnow()
+
+
+def mark_failed(factory: sessionmaker[Session], action_id: int, message: str) -> None:
+    """Failed for good: visible in the admin API, and an event (own transaction)."""
+    with factory() as db:
+        row = db.get(BillingAction, action_id)
+        assert row is not None
+        if row.status == APPLIED:
+            return
+        row.status = FAILED
+        row.error = message[:4000]
+        row.finished_at = utcnow()
+        emit_event(db, row.app_pk, EVENT_FAILED, _event_data(row))
+        db.commit()
+    log.warning("billing.action.failed", extra={"action_id": action_id, "error": message[:500]})
+
+
+def note_error(factory: sessionmaker[Session], action_id: int, message: str) -> None:
+    with factory() as db:
+        row = db.get(BillingAction, action_id)
+        if row is not None and row.status == PENDING:
+            row.error = message[:4000]
+            db.commit()
+
+
+# --- running one action ------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    """What one attempt needs: sessions, the app's writer (None: send nothing), the caller."""
+
+    db: Session
+    factory: sessionmaker[Session]
+    app_pk: int
+    setup: StripeSetup
+    writer: BillingWriter | None
+    call: Caller
+
+
+def load_context(
+    db: Session,
+    factory: sessionmaker[Session],
+    app_pk: int,
+    settings: Settings,
+    encryptor: Encryptor,
+    *,
+    inline: bool,
+) -> Context:
+    # Read in a short session of its own: the job's session must hold no lock (SQLite's
+    # BEGIN IMMEDIATE) while the action's own rows are written and Stripe is called.
+    with factory() as own:
+        conn = billing_repository.get_connection_by_app_pk(own, app_pk)
+        setup = StripeSetup.model_validate(conn.setup if conn else {})
+        key = billing_service.connected_key(encryptor, conn)
+        provider = conn.provider if conn else "stripe"
+    cfg = action_settings()
+    timeout = cfg.inline_timeout if inline else cfg.worker_timeout
+    writer = None
+    if key is not None:
+        writer = WRITER_FACTORIES[provider](settings, key, timeout)
+    tries = 1 if inline else cfg.worker_call_tries
+    return Context(db, factory, app_pk, setup, writer, Caller(tries, cfg.max_inline_wait))
+
+
+def _permanent(exc: Exception) -> ActionFailed:
+    message = getattr(exc, "message", None) or str(exc)
+    return ActionFailed(message)
+
+
+def apply_offer(ctx: Context, payload: dict[str, Any]) -> str:
+    """Run the ``billing.apply_offer`` job's work; returns the action's status."""
+    offer = dict(payload.get("offer") or {})
+    row = ensure_action(
+        ctx.factory,
+        app_pk=ctx.app_pk,
+        session_id=str(payload["session_id"]),
+        kind=APPLY_OFFER,
+        subscription_id=str(payload["subscription_id"]),
+        offer=offer,
+    )
+    if row.status in (APPLIED, SKIPPED, FAILED):
+        return row.status
+    if ctx.writer is None or not ctx.setup.offers:
+        why = "the app has no Stripe connection" if ctx.writer is None else "offers are off"
+        mark_skipped(ctx.db, row.id, why)
+        return SKIPPED
+    writer, call = ctx.writer, ctx.call
+    sub_id = str(payload["subscription_id"])
+    key = idempotency_key(str(payload["session_id"]), APPLY_OFFER, sub_id)
+    try:
+        fetched = call(lambda: writer.retrieve_subscription(sub_id))
+        plan = row.plan or freeze_plan(ctx.factory, row.id, _plan_offer(ctx, offer, fetched, row))
+        if not plans.offer_applied(plan, fetched.raw):
+            change = plans.offer_change(plan)
+            try:
+                call(lambda: writer.update_subscription(sub_id, change, idempotency_key=key))
+            except BillingIdempotencyConflict:
+                # Sent before with other parameters (cannot happen with a frozen plan, but a
+                # key outlives a plan wiped by hand): trust only what Stripe shows.
+                again = call(lambda: writer.retrieve_subscription(sub_id))
+                if not plans.offer_applied(plan, again.raw):
+                    raise
+        after = call(lambda: writer.retrieve_subscription(sub_id))
+    except (OfferNotApplicable, BillingInvalidRequest, BillingObjectMissing) as exc:
+        raise _permanent(exc) from None
+    except TransientFailure:
+        raise
+    except BillingUnavailable as exc:  # pragma: no cover - Caller turns these into transient
+        raise TransientFailure(exc.message) from None
+    except Exception as exc:
+        from stayflow.billing.provider import BillingError
+
+        if isinstance(exc, BillingError):  # authentication, permissions: no retry helps
+            raise _permanent(exc) from None
+        raise
+    mark_applied(ctx.db, row.id, {"subscriptions": {sub_id: plans.state_of(after.raw)}})
+    return APPLIED
+
+
+def _plan_offer(
+    ctx: Context, offer: dict[str, Any], fetched: FetchedSubscription, row: ActionRow
+) -> dict[str, Any]:
+    """Decide the change (first attempt only), checking the coupon / price with Stripe first."""
+    assert ctx.writer is not None
+    writer, sub = ctx.writer, fetched.subscription
+    plan = plans.plan_offer(offer, sub, fetched.raw, row.created_at)
+    if plan["type"] == "discount" and not plans.offer_applied(plan, fetched.raw):
+        try:
+            coupon = ctx.call(lambda: writer.retrieve_coupon(plan["coupon"]))
+        except BillingObjectMissing:
+            raise OfferNotApplicable(f"the coupon {plan['coupon']!r} no longer exists") from None
+        if not coupon.valid:
+            raise OfferNotApplicable(f"the coupon {plan['coupon']!r} is no longer valid")
+    if plan["type"] == "plan_change":
+        try:
+            price = ctx.call(lambda: writer.retrieve_price(plan["price"]))
+        except BillingObjectMissing:
+            raise OfferNotApplicable(f"the price {plan['price']!r} no longer exists") from None
+        if not price.active:
+            raise OfferNotApplicable(f"the price {plan['price']!r} is no longer active")
+        if sub.currency and price.currency.lower() != sub.currency.lower():
+            raise OfferNotApplicable(
+                f"the price {plan['price']!r} is in {price.currency.upper()}, the subscription "
+                f"in {sub.currency.upper()}"
+            )
+        plan["item_id"] = plans.choose_item(sub, price.product_id)
+    return plan
+
+
+def cancel_subscription(ctx: Context, payload: dict[str, Any]) -> str:
+    """Run the ``billing.cancel_subscription`` job's work; returns the action's status."""
+    session_id = str(payload["session_id"])
+    sub_id = str(payload["subscription_id"])
+    row = ensure_action(
+        ctx.factory,
+        app_pk=ctx.app_pk,
+        session_id=session_id,
+        kind=CANCEL,
+        subscription_id=sub_id,
+    )
+    if row.status in (APPLIED, SKIPPED, FAILED):
+        return row.status
+    if ctx.writer is None or not ctx.setup.cancels:
+        why = "the app has no Stripe connection" if ctx.writer is None else "cancels are off"
+        mark_skipped(ctx.db, row.id, why)
+        return SKIPPED
+    writer, call = ctx.writer, ctx.call
+    try:
+        fetched = call(lambda: writer.retrieve_subscription(sub_id))
+        plan = row.plan or freeze_plan(
+            ctx.factory, row.id, _plan_cancel(ctx, ctx.setup.cancel, fetched, payload)
+        )
+        results: dict[str, Any] = {}
+        for target in plan["targets"]:
+            current = fetched if target == sub_id else None
+            after = _cancel_one(ctx, plan, session_id, target, current)
+            results[target] = plans.state_of(after.raw)
+    except (OfferNotApplicable, BillingInvalidRequest) as exc:
+        raise _permanent(exc) from None
+    except BillingObjectMissing as exc:
+        raise _permanent(exc) from None
+    except TransientFailure:
+        raise
+    except Exception as exc:
+        from stayflow.billing.provider import BillingError
+
+        if isinstance(exc, BillingError):
+            raise _permanent(exc) from None
+        raise
+    mark_applied(ctx.db, row.id, {"subscriptions": results})
+    return APPLIED
+
+
+def _plan_cancel(
+    ctx: Context, options: CancelOptions, fetched: FetchedSubscription, payload: dict[str, Any]
+) -> dict[str, Any]:
+    assert ctx.writer is not None
+    writer, sub = ctx.writer, fetched.subscription
+    targets = [sub.id]
+    if options.all_subscriptions:
+        others = ctx.call(lambda: writer.customer_subscriptions(sub.customer_id))
+        targets += sorted(
+            s.id for s in others if s.id != sub.id and s.status in plans.ACTIVE_STATUSES
+        )
+    return {
+        "targets": targets,
+        "at_period_end": options.at_period_end,
+        "invoice_now": options.invoice_now,
+        "prorate": options.prorate,
+        "details": plans.cancellation_details(payload.get("feedback"), payload.get("comment")),
+    }
+
+
+def _cancel_one(
+    ctx: Context,
+    plan: dict[str, Any],
+    session_id: str,
+    target: str,
+    current: FetchedSubscription | None,
+) -> FetchedSubscription:
+    """Cancel one subscription as planned; a subscription already canceled is a success."""
+    assert ctx.writer is not None
+    writer, call = ctx.writer, ctx.call
+    key = idempotency_key(session_id, CANCEL, target)
+    now = current or call(lambda: writer.retrieve_subscription(target))
+    status = now.subscription.status
+    done = status in ("canceled", "incomplete_expired") or (
+        plan["at_period_end"] and now.subscription.cancel_at_period_end
+    )
+    if not done:
+        if plan["at_period_end"]:
+            change = SubscriptionChange(
+                cancel_at_period_end=True, cancellation_details=plan["details"]
+            )
+            call(lambda: writer.update_subscription(target, change, idempotency_key=key))
+        else:
+            try:
+                call(
+                    lambda: writer.cancel_subscription_now(
+                        target,
+                        invoice_now=plan["invoice_now"],
+                        prorate=plan["prorate"],
+                        cancellation_details=plan["details"],
+                        idempotency_key=key,
+                    )
+                )
+            except (BillingInvalidRequest, BillingObjectMissing):
+                # A DELETE whose answer was lost and then repeated: canceled is what we wanted.
+                again = call(lambda: writer.retrieve_subscription(target))
+                if again.subscription.status != "canceled":
+                    raise
+    return call(lambda: writer.retrieve_subscription(target))
+
+
+# --- reading, for the admin API and the page ----------------------------------------------
+
+
+def action_for_session(db: Session, cs: CancelSession) -> BillingAction | None:
+    return db.scalar(
+        select(BillingAction)
+        .where(BillingAction.app_pk == cs.app_pk, BillingAction.session_id == cs.session_id)
+        .order_by(BillingAction.id.desc())
+        .limit(1)
+    )
+
+
+def list_actions(
+    db: Session, app_pk: int, *, status: str | None, before_id: int | None, limit: int
+) -> Sequence[BillingAction]:
+    query = select(BillingAction).where(BillingAction.app_pk == app_pk)
+    if status is not None:
+        query = query.where(BillingAction.status == status)
+    if before_id is not None:
+        query = query.where(BillingAction.id < before_id)
+    return db.scalars(query.order_by(BillingAction.id.desc()).limit(limit)).all()
+
+
+def list_events(
+    db: Session, app_pk: int, *, after_id: int | None, limit: int
+) -> Sequence[BillingEvent]:
+    query = select(BillingEvent).where(BillingEvent.app_pk == app_pk)
+    if after_id is not None:
+        query = query.where(BillingEvent.id > after_id)
+    return db.scalars(query.order_by(BillingEvent.id).limit(limit)).all()

@@ -1,0 +1,179 @@
+"""The Stripe side of billing actions: the writes an accepted offer or a cancel makes.
+
+Every write carries the caller's Idempotency-Key (stable across retries and workers), the
+client retries nothing by itself (the job does, with backoff), and Stripe's errors come
+out as ours: transient ones as ``BillingBusy`` with the Retry-After Stripe sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import stripe
+from stripe.params import (
+    SubscriptionCancelParams,
+    SubscriptionListParams,
+    SubscriptionRetrieveParams,
+    SubscriptionUpdateParams,
+)
+
+from stayflow.billing.provider import (
+    BillingBusy,
+    BillingError,
+    BillingIdempotencyConflict,
+    BillingUnavailable,
+    CouponState,
+    FetchedSubscription,
+    PriceState,
+    Subscription,
+    SubscriptionChange,
+)
+from stayflow.billing.stripe.client import (
+    STRIPE_CALLS,
+    SUBSCRIPTION_EXPAND,
+    _raw_json,
+    _translate,
+    stripe_client,
+)
+from stayflow.billing.stripe.convert import subscription_from
+
+T = TypeVar("T")
+# A customer with more subscriptions than this is not cancelled "all at once" by us.
+MAX_CUSTOMER_PAGES = 5
+
+
+def _retry_after(exc: stripe.StripeError) -> float | None:
+    headers = exc.headers or {}
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def translate(exc: stripe.StripeError) -> BillingError:
+    """Like the adapter's translation, plus 409 / Retry-After / idempotency conflicts."""
+    if isinstance(exc, stripe.IdempotencyError):
+        return BillingIdempotencyConflict(exc.user_message or str(exc))
+    found = _translate(exc)
+    if isinstance(found, BillingUnavailable) or (exc.http_status or 0) == 409:
+        return BillingBusy(found.message, retry_after=_retry_after(exc))
+    return found
+
+
+def _ts(value: Any) -> int:
+    return int(value.timestamp())
+
+
+class StripeBillingWriter:
+    """The ``BillingWriter`` for one app's Stripe account (no SDK retries: the job retries)."""
+
+    def __init__(self, api_key: str, *, api_base: str | None = None, timeout: float = 5.0) -> None:
+        self._client = stripe_client(
+            api_key, api_base=api_base, timeout=timeout, max_network_retries=0
+        )
+        self.calls = 0
+
+    def __repr__(self) -> str:  # never show the key
+        return "StripeBillingWriter(key=[redacted])"
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        self.calls += 1
+        STRIPE_CALLS.add()
+        try:
+            return fn()
+        except stripe.StripeError as exc:
+            raise translate(exc) from None
+
+    def _fetched(self, obj: stripe.StripeObject) -> FetchedSubscription:
+        raw = _raw_json(obj)
+        return FetchedSubscription(subscription=subscription_from(raw), raw=raw)
+
+    def retrieve_subscription(self, subscription_id: str) -> FetchedSubscription:
+        params: SubscriptionRetrieveParams = {"expand": SUBSCRIPTION_EXPAND}
+        subs = self._client.v1.subscriptions
+        return self._fetched(self._call(lambda: subs.retrieve(subscription_id, params)))
+
+    def retrieve_coupon(self, coupon_id: str) -> CouponState:
+        coupon = self._call(lambda: self._client.v1.coupons.retrieve(coupon_id))
+        return CouponState(id=coupon.id, valid=bool(coupon.valid), currency=coupon.currency)
+
+    def retrieve_price(self, price_id: str) -> PriceState:
+        price = self._call(lambda: self._client.v1.prices.retrieve(price_id))
+        product = price.product
+        return PriceState(
+            id=price.id,
+            active=bool(price.active),
+            currency=price.currency,
+            recurring=price.recurring is not None,
+            product_id=product if isinstance(product, str) else getattr(product, "id", None),
+        )
+
+    def customer_subscriptions(self, customer_id: str) -> list[Subscription]:
+        found: list[Subscription] = []
+        cursor: str | None = None
+        for _ in range(MAX_CUSTOMER_PAGES):
+            params: SubscriptionListParams = {
+                "customer": customer_id,
+                "status": "all",
+                "limit": 100,
+            }
+            if cursor:
+                params["starting_after"] = cursor
+            page = self._call(lambda p=params: self._client.v1.subscriptions.list(p))  # type: ignore[misc]
+            body = _raw_json(page)
+            data = [subscription_from(d) for d in body.get("data", []) if isinstance(d, dict)]
+            found.extend(data)
+            if not body.get("has_more") or not data:
+                break
+            cursor = data[-1].id
+        return found
+
+    def update_subscription(
+        self, subscription_id: str, change: SubscriptionChange, *, idempotency_key: str
+    ) -> FetchedSubscription:
+        params: SubscriptionUpdateParams = {"expand": SUBSCRIPTION_EXPAND}
+        if change.discounts is not None:
+            params["discounts"] = change.discounts  # type: ignore[typeddict-item]
+        if change.pause_collection is not None:
+            behavior, resumes_at = change.pause_collection
+            params["pause_collection"] = {
+                "behavior": behavior,
+                "resumes_at": _ts(resumes_at),
+            }
+        if change.swap_price is not None:
+            item_id, price_id, proration = change.swap_price
+            params["items"] = [{"id": item_id, "price": price_id}]
+            params["proration_behavior"] = proration
+        if change.trial_end is not None:
+            params["trial_end"] = _ts(change.trial_end)
+        if change.cancel_at_period_end is not None:
+            params["cancel_at_period_end"] = change.cancel_at_period_end
+        if change.cancellation_details is not None:
+            params["cancellation_details"] = change.cancellation_details  # type: ignore[typeddict-item]
+        subs = self._client.v1.subscriptions
+        obj = self._call(
+            lambda: subs.update(subscription_id, params, {"idempotency_key": idempotency_key})
+        )
+        return self._fetched(obj)
+
+    def cancel_subscription_now(
+        self,
+        subscription_id: str,
+        *,
+        invoice_now: bool,
+        prorate: bool,
+        cancellation_details: dict[str, str] | None,
+        idempotency_key: str,
+    ) -> FetchedSubscription:
+        # A DELETE ignores the key on Stripe; the caller reads the state first instead.
+        params: SubscriptionCancelParams = {"invoice_now": invoice_now, "prorate": prorate}
+        if cancellation_details:
+            params["cancellation_details"] = cancellation_details  # type: ignore[typeddict-item]
+        subs = self._client.v1.subscriptions
+        obj = self._call(
+            lambda: subs.cancel(subscription_id, params, {"idempotency_key": idempotency_key})
+        )
+        # The DELETE answer is not expanded; read the final state like every other action.
+        return self._fetched(obj)

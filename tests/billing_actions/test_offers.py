@@ -1,0 +1,285 @@
+"""Each offer type on monthly, yearly, trialing, discounted and multi-item subscriptions,
+asserting on the subscription as Stripe (the sandbox) has it afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import stripe
+from sqlalchemy.orm import Session, sessionmaker
+
+from stayflow.billing.actions.plans import add_interval, discount_coupons, item_prices
+from stayflow.sandbox import Sandbox
+from stayflow.settings import Settings
+from tests.billing_actions.helpers import Env, make_env, retrieve
+from tests.conftest import Tenant
+
+KINDS = ["monthly", "yearly", "trialing", "discounted", "multi_item"]
+DAY = 86_400
+
+
+@pytest.fixture
+def env(
+    session_factory: sessionmaker[Session],
+    stripe_settings: Settings,
+    owner: Tenant,
+    sandbox: Sandbox,
+) -> Env:
+    found = make_env(session_factory, stripe_settings, owner.app_id)
+    found.connect(sandbox.secret_key)
+    return found
+
+
+@pytest.fixture
+def make_subscription(
+    stripe_client: stripe.StripeClient,
+    make_paying_customer: Callable[..., stripe.Customer],
+    make_price: Callable[..., stripe.Price],
+) -> Callable[[str], stripe.Subscription]:
+    def make(kind: str) -> stripe.Subscription:
+        customer = make_paying_customer()
+        interval = "year" if kind == "yearly" else "month"
+        items: list[dict[str, Any]] = [{"price": make_price(2000, interval).id}]
+        params: dict[str, Any] = {"customer": customer.id}
+        if kind == "multi_item":
+            items.append({"price": make_price(500, interval, name="Seats").id, "quantity": 3})
+        if kind == "trialing":
+            params["trial_period_days"] = 14
+        if kind == "discounted":
+            old = stripe_client.v1.coupons.create({"percent_off": 10, "duration": "forever"})
+            params["discounts"] = [{"coupon": old.id}]
+        return stripe_client.v1.subscriptions.create({**params, "items": items})  # type: ignore[arg-type]
+
+    return make
+
+
+def _coupon(client: stripe.StripeClient, **params: Any) -> str:
+    return client.v1.coupons.create(
+        {"percent_off": 25, "duration": "repeating", "duration_in_months": 3, **params}
+    ).id
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_discount_replaces(
+    env: Env, stripe_client: stripe.StripeClient, make_subscription: Any, kind: str
+) -> None:
+    sub = make_subscription(kind)
+    coupon = _coupon(stripe_client)
+    env.set_flows([{"id": "off", "type": "discount", "coupon": coupon}])
+    session_id = env.accept(sub.id, "off")
+    env.run_jobs()
+    state = retrieve(stripe_client, sub.id)
+    assert [c for _, c in discount_coupons(state)] == [coupon], env.job_errors()
+    action = env.action(session_id)
+    assert action.status == "applied"
+    assert action.result["subscriptions"][sub.id]["discounts"] == [coupon]
+
+
+def test_discount_keeps_existing_when_configured(
+    env: Env, stripe_client: stripe.StripeClient, make_subscription: Any
+) -> None:
+    sub = make_subscription("discounted")
+    before = [c for _, c in discount_coupons(retrieve(stripe_client, sub.id))]
+    coupon = _coupon(stripe_client)
+    env.set_flows(
+        [{"id": "off", "type": "discount", "coupon": coupon, "existing_discount": "keep"}]
+    )
+    env.accept(sub.id, "off")
+    env.run_jobs()
+    after = [c for _, c in discount_coupons(retrieve(stripe_client, sub.id))]
+    assert len(before) == 1
+    assert sorted(after) == sorted([*before, coupon])
+
+
+def test_coupon_deleted_between_configuration_and_acceptance(
+    env: Env, stripe_client: stripe.StripeClient, make_subscription: Any
+) -> None:
+    sub = make_subscription("monthly")
+    coupon = _coupon(stripe_client)
+    env.set_flows([{"id": "off", "type": "discount", "coupon": coupon}])
+    stripe_client.v1.coupons.delete(coupon)
+    session_id = env.accept(sub.id, "off")
+    env.run_jobs()
+    assert discount_coupons(retrieve(stripe_client, sub.id)) == []
+    action = env.action(session_id)
+    assert action.status == "failed"
+    assert coupon in (action.error or "")
+
+
+@pytest.mark.parametrize("offer_type", ["pause", "extension"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_pause_and_extension(
+    env: Env, stripe_client: stripe.StripeClient, make_subscription: Any, kind: str, offer_type: str
+) -> None:
+    sub = make_subscription(kind)
+    env.set_flows([{"id": "p", "type": offer_type, "duration": 1, "interval": "month"}])
+    session_id = env.accept(sub.id, "p")
+    env.run_jobs()
+    state = retrieve(stripe_client, sub.id)
+    action = env.action(session_id)
+    assert action.status == "applied", action.error
+    pause = state["pause_collection"]
+    assert pause["behavior"] == ("void" if offer_type == "pause" else "mark_uncollectible")
+    expected = add_interval(action.created_at, 1, "month")
+    assert pause["resumes_at"] == int(expected.timestamp())
+    assert state["status"] == ("trialing" if kind == "trialing" else "active")
+
+
+def _yearly_renewing_soon(
+    stripe_client: stripe.StripeClient, make_paying_customer: Any, make_price: Any
+) -> stripe.Subscription:
+    """A yearly plan whose first invoice (trial end) is ten days away."""
+    customer = make_paying_customer()
+    price = make_price(24000, "year")
+    return stripe_client.v1.subscriptions.create(
+        {"customer": customer.id, "items": [{"price": price.id}], "trial_period_days": 10}
+    )
+
+
+def test_pause_over_a_yearly_renewal_is_refused_by_default(
+    env: Env, stripe_client: stripe.StripeClient, make_paying_customer: Any, make_price: Any
+) -> None:
+    sub = _yearly_renewing_soon(stripe_client, make_paying_customer, make_price)
+    env.set_flows([{"id": "p", "type": "pause", "duration": 2, "interval": "month"}])
+    session_id = env.accept(sub.id, "p")
+    env.run_jobs()
+    assert retrieve(stripe_client, sub.id)["pause_collection"] is None
+    action = env.action(session_id)
+    assert action.status == "failed"
+    assert "renewal" in (action.error or "")
+
+
+def test_pause_over_a_yearly_renewal_is_shortened_when_configured(
+    env: Env, stripe_client: stripe.StripeClient, make_paying_customer: Any, make_price: Any
+) -> None:
+    sub = _yearly_renewing_soon(stripe_client, make_paying_customer, make_price)
+    env.set_flows(
+        [
+            {
+                "id": "p",
+                "type": "pause",
+                "duration": 2,
+                "interval": "month",
+                "over_renewal": "shorten",
+            }
+        ]
+    )
+    env.accept(sub.id, "p")
+    env.run_jobs()
+    state = retrieve(stripe_client, sub.id)
+    renewal = state["trial_end"]
+    assert state["pause_collection"]["behavior"] == "void"
+    assert renewal - 2 * 3600 <= state["pause_collection"]["resumes_at"] < renewal
+
+
+def _same_cycle_price(make_price: Any, kind: str, currency: str = "usd") -> stripe.Price:
+    return make_price(1500, "year" if kind == "yearly" else "month", currency, name="Lite")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_plan_change(
+    env: Env, stripe_client: stripe.StripeClient, make_subscription: Any, make_price: Any, kind: str
+) -> None:
+    sub = make_subscription(kind)
+    before = item_prices(retrieve(stripe_client, sub.id))
+    new_price = _same_cycle_price(make_price, kind)
+    env.set_flows([{"id": "lite", "type": "plan_change", "price": new_price.id}])
+    session_id = env.accept(sub.id, "lite")
+    env.run_jobs()
+    after = item_prices(retrieve(stripe_client, sub.id))
+    assert env.action(session_id).status == "applied"
+    first = sub["items"]["data"][0]["id"]
+    assert after[first] == new_price.id
+    assert {k: v for k, v in after.items() if k != first} == {
+        k: v for k, v in before.items() if k != first
+    }
+
+
+@pytest.mark.parametrize("proration", ["create_prorations", "none", "always_invoice"])
+def test_plan_change_proration(
+    env: Env,
+    stripe_client: stripe.StripeClient,
+    make_subscription: Any,
+    make_price: Any,
+    proration: str,
+) -> None:
+    sub = make_subscription("monthly")
+    invoices_before = len(stripe_client.v1.invoices.list({"subscription": sub.id}).data)
+    new_price = make_price(5000, "month", name="Max")
+    env.set_flows(
+        [
+            {
+                "id": "up",
+                "type": "plan_change",
+                "price": new_price.id,
+                "proration_behavior": proration,
+            }
+        ]
+    )
+    env.accept(sub.id, "up")
+    env.run_jobs()
+    invoices = stripe_client.v1.invoices.list({"subscription": sub.id}).data
+    assert item_prices(retrieve(stripe_client, sub.id)) == {
+        sub["items"]["data"][0]["id"]: new_price.id
+    }
+    assert len(invoices) == invoices_before + (1 if proration == "always_invoice" else 0)
+
+
+def test_plan_change_to_another_currency_fails(
+    env: Env, stripe_client: stripe.StripeClient, make_subscription: Any, make_price: Any
+) -> None:
+    sub = make_subscription("monthly")
+    eur = make_price(1500, "month", "eur")
+    env.set_flows([{"id": "eur", "type": "plan_change", "price": eur.id}])
+    session_id = env.accept(sub.id, "eur")
+    env.run_jobs()
+    action = env.action(session_id)
+    assert action.status == "failed"
+    assert "EUR" in (action.error or "")
+    assert eur.id not in item_prices(retrieve(stripe_client, sub.id)).values()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_trial_extension(
+    env: Env, stripe_client: stripe.StripeClient, make_subscription: Any, kind: str
+) -> None:
+    sub = make_subscription(kind)
+    before = retrieve(stripe_client, sub.id)
+    env.set_flows([{"id": "t", "type": "trial_extension", "days": 7}])
+    session_id = env.accept(sub.id, "t")
+    env.run_jobs()
+    after = retrieve(stripe_client, sub.id)
+    action = env.action(session_id)
+    if kind == "trialing":
+        assert action.status == "applied"
+        assert after["trial_end"] == before["trial_end"] + 7 * DAY
+        assert after["status"] == "trialing"
+    else:
+        assert action.status == "failed"
+        assert "trialing" in (action.error or "")
+        assert after["trial_end"] == before["trial_end"]
+
+
+def test_offers_off_or_not_connected_sends_nothing(
+    env: Env, stripe_client: stripe.StripeClient, make_subscription: Any, sandbox: Sandbox
+) -> None:
+    sub = make_subscription("monthly")
+    coupon = _coupon(stripe_client)
+    env.set_flows([{"id": "off", "type": "discount", "coupon": coupon}])
+    env.connect(sandbox.secret_key, offers=False)
+    first = env.accept(sub.id, "off")
+    env.run_jobs()
+    env.connect(None)
+    second = env.accept(sub.id, "off")
+    env.run_jobs()
+    assert discount_coupons(retrieve(stripe_client, sub.id)) == []
+    assert env.action(first).status == "skipped"
+    assert env.action(first).error == "offers are off"
+    assert env.action(second).status == "skipped"
+
+
+def test_now_is_aware_utc() -> None:
+    assert add_interval(datetime(2026, 1, 31, tzinfo=UTC), 1, "month").day == 28
