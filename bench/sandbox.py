@@ -46,6 +46,7 @@ class Target:
         self.url = url
         self.subs: list[str] = []
         self.client = self.new_client()
+        self.raw = httpx.Client(base_url=url, headers=HEADERS)
         customer = self.client.v1.customers.create(
             {"email": "bench@example.com", "payment_method": "pm_card_visa"}
         )
@@ -67,8 +68,6 @@ class Target:
     def new_client(self) -> stripe.StripeClient:
         return stripe.StripeClient("sk_test_bench", base_addresses={"api": self.url})
 
-        self.raw = httpx.Client(base_url=self.url, headers=HEADERS)
-
     def create(self) -> None:
         answer = self.raw.post(
             "/v1/subscriptions",
@@ -86,19 +85,33 @@ def timed(n: int, fn: Callable[[], object]) -> float:
     return n / (time.perf_counter() - started)
 
 
-def retrieve_sequential(target: Target, n: int) -> float:
+def retriever(target: Target, mode: str) -> Callable[[str], object]:
+    """One client's retrieve call: through the SDK or a bare HTTP client."""
+    if mode == "sdk":
+        client = target.new_client()
+        return lambda sub_id: client.v1.subscriptions.retrieve(sub_id, {"expand": EXPAND})
+    raw = httpx.Client(base_url=target.url, headers=HEADERS)
+
+    def get(sub_id: str) -> object:
+        answer = raw.get(f"/v1/subscriptions/{sub_id}?{EXPAND_QUERY}")
+        answer.raise_for_status()
+        return answer.content
+
+    return get
+
+
+def retrieve_sequential(target: Target, n: int, mode: str) -> float:
     rng = random.Random(1)
-    client = target.client
-    return timed(
-        n, lambda: client.v1.subscriptions.retrieve(rng.choice(target.subs), {"expand": EXPAND})
-    )
+    call = retriever(target, mode)
+    call(target.subs[0])  # open the connection before timing
+    return timed(n, lambda: call(rng.choice(target.subs)))
 
 
-def retrieve_concurrent(target: Target, n: int) -> float:
+def retrieve_concurrent(target: Target, n: int, mode: str) -> float:
     per_thread = max(1, n // CONCURRENCY)
-    clients = [target.new_client() for _ in range(CONCURRENCY)]
+    clients = [retriever(target, mode) for _ in range(CONCURRENCY)]
     for c in clients:  # open each connection before timing
-        c.v1.subscriptions.retrieve(target.subs[0])
+        c(target.subs[0])
     errors: list[BaseException] = []
     barrier = threading.Barrier(CONCURRENCY + 1)
 
