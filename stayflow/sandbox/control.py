@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from stayflow.sandbox import resources
 from stayflow.sandbox.errors import StripeError, invalid
+from stayflow.sandbox.events import add_webhook_endpoint
 
 if TYPE_CHECKING:
     from stayflow.sandbox.api import App
@@ -58,7 +58,7 @@ def handle(app: App, method: str, path: str, query: str, body: bytes) -> dict[st
     if route == ("POST", "/_sandbox/webhooks"):
         events = data.get("events") or ["*"]
         with em.lock:
-            endpoint = resources.add_webhook_endpoint(
+            endpoint = add_webhook_endpoint(
                 em, str(data.get("url", "")), list(events), secret=data.get("secret")
             )
         return {"id": endpoint["id"], "secret": endpoint["_secret"]}

@@ -330,7 +330,7 @@ class Emulator:
 
     def run_due(self) -> int:
         """Run every transition due by now, in time order. Returns how many ran."""
-        from stayflow.sandbox import subscriptions
+        from stayflow.sandbox import lifecycle
 
         ran = 0
         due = self.state.due
@@ -343,7 +343,7 @@ class Emulator:
             self._now_override = when
             ctx = Ctx(request_id="", automatic=True)
             try:
-                subscriptions.on_due(self, ctx, sub_id, when)
+                lifecycle.on_due(self, ctx, sub_id, when)
                 self.commit(ctx)
             finally:
                 self._now_override = None

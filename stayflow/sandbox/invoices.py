@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from stayflow.sandbox.common import EXPAND, LIST, list_page, ts_match
 from stayflow.sandbox.emulator import Ctx, Emulator
 from stayflow.sandbox.errors import StripeError, invalid
 from stayflow.sandbox.params import Enum, ListOf, Params, parse_ts_list_filter
-from stayflow.sandbox.resources import EXPAND, LIST, list_page, ts_match
 from stayflow.sandbox.store import Obj
 
 
@@ -411,7 +411,7 @@ def _open_invoice(em: Emulator, invoice_id: str) -> Obj:
 
 
 def invoice_pay(em: Emulator, ctx: Ctx, p: Params, invoice_id: str) -> Obj:
-    from stayflow.sandbox import subscriptions
+    from stayflow.sandbox import subscription_billing
 
     invoice = _open_invoice(em, invoice_id)
     sub_id = invoice["parent"]["subscription_details"]["subscription"]
@@ -428,7 +428,7 @@ def invoice_pay(em: Emulator, ctx: Ctx, p: Params, invoice_id: str) -> Obj:
         )
         raise card_error(str(decline or "generic_decline"))
     if sub is not None:
-        subscriptions.invoice_paid(em, ctx, sub, invoice)
+        subscription_billing.invoice_paid(em, ctx, sub, invoice)
     return em.render("invoices", invoice)
 
 

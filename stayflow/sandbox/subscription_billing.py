@@ -1,0 +1,496 @@
+"""What subscriptions share: rendering, discounts, invoice lines and prorations, payment
+outcomes, and cancelling now (used by the API and by the clock)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from stayflow.sandbox import invoices
+from stayflow.sandbox.catalog import coupon_valid, new_price, render_plan
+from stayflow.sandbox.common import diff
+from stayflow.sandbox.emulator import Ctx, Emulator
+from stayflow.sandbox.errors import invalid, missing, missing_param
+from stayflow.sandbox.invoices import Line
+from stayflow.sandbox.periods import DAY, add_months
+from stayflow.sandbox.store import Obj
+
+ENDED = ("canceled", "incomplete_expired")
+BILLABLE = ("active", "past_due", "unpaid")
+MAX_TRIAL = 730 * DAY
+
+
+# -- rendering -----------------------------------------------------------------------------------
+
+
+def render_item(em: Emulator, item: Obj) -> Obj:
+    price = em.t["prices"].objects.get(item["_price"]) or em.state.retired_prices[item["_price"]]
+    out = {k: v for k, v in item.items() if k[0] != "_"}
+    out["price"] = {k: v for k, v in price.items() if k[0] != "_"}
+    out["plan"] = render_plan(em, price)
+    return out
+
+
+def render_subscription(em: Emulator, sub: Obj) -> Obj:
+    out = {k: v for k, v in sub.items() if k[0] != "_"}
+    data = [render_item(em, item) for item in sub["_items"]]
+    out["items"] = {
+        "object": "list",
+        "data": data,
+        "has_more": False,
+        "total_count": len(data),
+        "url": f"/v1/subscription_items?subscription={sub['id']}",
+    }
+    return out
+
+
+Emulator.renderers["subscriptions"] = render_subscription
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def resolve_price(em: Emulator, spec: Obj, param: str) -> Obj:
+    if "price" in spec and "plan" in spec:
+        raise invalid("You may only specify one of these parameters: plan, price.", param=param)
+    if "price_data" in spec:
+        data = spec["price_data"]
+        product = em.t["products"].get(data["product"], f"{param}[price_data][product]")
+        return new_price(
+            em,
+            price_id=None,
+            currency=data["currency"],
+            unit_amount=data.get("unit_amount", 0),
+            product_id=product["id"],
+            recurring=data["recurring"],
+            nickname=None,
+            metadata={},
+            active=False,
+        )
+    price_id = spec.get("price") or spec.get("plan")
+    if price_id is None:
+        raise missing_param(f"{param}[price]")
+    price = em.t["prices"].find(price_id)
+    if price is None:
+        raise missing("price" if "price" in spec else "plan", price_id, f"{param}[price]")
+    if price["recurring"] is None:
+        raise invalid(
+            "The price specified is set to `type=one_time` but this field only accepts prices "
+            "with `type=recurring`.",
+            param=f"{param}[price]",
+        )
+    if not price["active"]:
+        raise invalid(
+            "The price specified is inactive. This field only accepts active prices.",
+            param=f"{param}[price]",
+        )
+    return price
+
+
+def check_same_cycle(prices: list[Obj]) -> None:
+    first = prices[0]
+    for price in prices[1:]:
+        if price["currency"] != first["currency"] or (
+            price["recurring"]["interval"],
+            price["recurring"]["interval_count"],
+        ) != (first["recurring"]["interval"], first["recurring"]["interval_count"]):
+            raise invalid(
+                "Currency and interval fields must match across all plans on this subscription. "
+                "Found mismatch in interval field.",
+                param="items",
+            )
+    ids = [p["id"] for p in prices]
+    if len(set(ids)) != len(ids):
+        raise invalid(
+            "Cannot add multiple subscription items with the same plan: " + ids[0], param="items"
+        )
+
+
+def cycle_of(price: Obj) -> tuple[str, int]:
+    return price["recurring"]["interval"], price["recurring"]["interval_count"]
+
+
+def item_price(em: Emulator, item: Obj) -> Obj:
+    found = em.t["prices"].objects.get(item["_price"])
+    return found if found is not None else em.state.retired_prices[item["_price"]]
+
+
+def product_name(em: Emulator, price: Obj) -> str:
+    product = em.t["products"].find(price["product"])
+    return str(product["name"] if product else price["product"])
+
+
+def fmt_date(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%d %b %Y")
+
+
+def set_status(em: Emulator, sub: Obj, status: str) -> None:
+    sub["status"] = status
+    em.t["subscriptions"].index("status", status, sub["id"])
+
+
+def next_due(em: Emulator, sub: Obj) -> int | None:
+    status = sub["status"]
+    if status in ENDED:
+        return None
+    times: list[int] = []
+    if status == "incomplete":
+        times.append(sub["created"] + em.settings.incomplete_expires_after)
+    if status == "trialing" and sub["trial_end"] is not None:
+        times.append(sub["trial_end"])
+    if status in BILLABLE:
+        times.append(sub["_items"][0]["current_period_end"])
+    if sub["cancel_at"] is not None:
+        times.append(sub["cancel_at"])
+    pause = sub["pause_collection"]
+    if pause is not None and pause["resumes_at"] is not None:
+        times.append(pause["resumes_at"])
+    return min(times) if times else None
+
+
+def reschedule(em: Emulator, sub: Obj) -> None:
+    em.schedule(sub["id"], next_due(em, sub))
+
+
+def set_period(sub: Obj, start: int, end: int) -> None:
+    sub["_items"] = [
+        {**item, "current_period_start": start, "current_period_end": end} for item in sub["_items"]
+    ]
+
+
+def current_period(sub: Obj) -> tuple[int, int]:
+    item = sub["_items"][0]
+    return item["current_period_start"], item["current_period_end"]
+
+
+def live_discounts(em: Emulator, sub: Obj) -> list[Obj]:
+    table = em.t["discounts"]
+    return [d for d in (table.find(i) for i in sub["discounts"]) if d is not None]
+
+
+def new_discount(em: Emulator, ctx: Ctx, sub: Obj, spec: Obj, param: str) -> Obj:
+    keys = [k for k in ("coupon", "promotion_code", "discount") if k in spec]
+    if len(keys) != 1:
+        raise invalid(
+            "You must pass exactly one of coupon, promotion_code or discount.", param=param
+        )
+    now = em.now()
+    if "discount" in spec:
+        discount = em.t["discounts"].get(spec["discount"], f"{param}[discount]")
+        if discount["customer"] != sub["customer"]:
+            raise invalid("This discount belongs to another customer.", param=f"{param}[discount]")
+        return discount
+    promo_id: str | None = None
+    if "promotion_code" in spec:
+        promo = em.t["promotion_codes"].get(spec["promotion_code"], f"{param}[promotion_code]")
+        if (
+            not promo["active"]
+            or (promo["expires_at"] is not None and now > promo["expires_at"])
+            or (
+                promo["max_redemptions"] is not None
+                and promo["times_redeemed"] >= promo["max_redemptions"]
+            )
+        ):
+            raise invalid(
+                f"This promotion code cannot be redeemed: {promo['code']}",
+                param=f"{param}[promotion_code]",
+            )
+        if promo["customer"] is not None and promo["customer"] != sub["customer"]:
+            raise invalid(
+                "This promotion code cannot be redeemed by this customer.",
+                param=f"{param}[promotion_code]",
+            )
+        promo["times_redeemed"] += 1
+        promo_id = promo["id"]
+        coupon = em.t["coupons"].get(promo["promotion"]["coupon"])
+    else:
+        coupon = em.t["coupons"].get(spec["coupon"], f"{param}[coupon]")
+    if not coupon_valid(em, coupon):
+        raise invalid(f"Coupon expired: {coupon['id']}", param=f"{param}[coupon]")
+    if coupon["amount_off"] is not None and coupon["currency"] != sub["currency"]:
+        raise invalid(
+            f"This coupon's currency ({coupon['currency']}) does not match the subscription's "
+            f"({sub['currency']}).",
+            param=f"{param}[coupon]",
+        )
+    coupon["times_redeemed"] += 1
+    end = None
+    if coupon["duration"] == "repeating":
+        end = add_months(now, coupon["duration_in_months"])
+    created: Obj = {
+        "id": em.new_id("di"),
+        "object": "discount",
+        "checkout_session": None,
+        "customer": sub["customer"],
+        "customer_account": None,
+        "end": end,
+        "invoice": None,
+        "invoice_item": None,
+        "promotion_code": promo_id,
+        "source": {"coupon": coupon["id"], "type": "coupon"},
+        "start": now,
+        "subscription": sub["id"],
+        "subscription_item": None,
+    }
+    em.insert("discounts", created)
+    em.emit(ctx, "customer.discount.created", em.render("discounts", created))
+    return created
+
+
+def set_discounts(em: Emulator, ctx: Ctx, sub: Obj, specs: Any) -> None:
+    """``discounts``: a filled list replaces the subscription's discounts, ``""`` clears."""
+    new: list[Obj] = []
+    if specs != "":
+        for i, spec in enumerate(specs):
+            new.append(new_discount(em, ctx, sub, spec, f"discounts[{i}]"))
+    keep = {d["id"] for d in new}
+    for old in live_discounts(em, sub):
+        if old["id"] not in keep:
+            em.emit(ctx, "customer.discount.deleted", em.render("discounts", old))
+    sub["discounts"] = [d["id"] for d in new]
+
+
+def expire_discounts(em: Emulator, ctx: Ctx, sub: Obj, at: int) -> None:
+    live = []
+    for d in live_discounts(em, sub):
+        if d["end"] is not None and d["end"] <= at:
+            em.emit(ctx, "customer.discount.deleted", em.render("discounts", d))
+        else:
+            live.append(d["id"])
+    if live != sub["discounts"]:
+        sub["discounts"] = live
+
+
+def consume_once_discounts(em: Emulator, ctx: Ctx, sub: Obj, invoice: Obj) -> None:
+    """A ``duration=once`` coupon covers one invoice, then its discount is removed."""
+    used = set(invoice["discounts"])
+    live = []
+    for d in live_discounts(em, sub):
+        coupon = em.t["coupons"].find(d["source"]["coupon"])
+        if d["id"] in used and coupon is not None and coupon["duration"] == "once":
+            em.emit(ctx, "customer.discount.deleted", em.render("discounts", d))
+        else:
+            live.append(d["id"])
+    if live != sub["discounts"]:
+        sub["discounts"] = live
+
+
+def take_pending(em: Emulator, sub: Obj) -> list[Line]:
+    lines = [Line.from_dict(x) for x in sub["_pending"]]
+    sub["_pending"] = []
+    customer = em.t["customers"].find(sub["customer"])
+    if customer is not None and customer["_pending_items"]:
+        lines.extend(Line.from_dict(x) for x in customer["_pending_items"])
+        customer["_pending_items"] = []
+    return lines
+
+
+def full_lines(em: Emulator, sub: Obj, start: int, end: int, trial: bool = False) -> list[Line]:
+    lines = []
+    for item in sub["_items"]:
+        price = item_price(em, item)
+        qty = item["quantity"]
+        name = product_name(em, price)
+        lines.append(
+            Line(
+                amount=0 if trial else price["unit_amount"] * qty,
+                description=(
+                    f"Trial period for {name}"
+                    if trial
+                    else f"{qty} x {name} "
+                    f"(at ${price['unit_amount'] / 100:.2f} / {price['recurring']['interval']})"
+                ),
+                period_start=start,
+                period_end=end,
+                price_id=price["id"],
+                quantity=qty,
+                subscription_item=item["id"],
+            )
+        )
+    return lines
+
+
+def bill(
+    em: Emulator,
+    ctx: Ctx,
+    sub: Obj,
+    lines: list[Line],
+    reason: str,
+    start: int,
+    end: int,
+) -> tuple[Obj, str]:
+    """Create, finalize and collect an invoice (honouring pause_collection); set latest."""
+    invoice = invoices.create_invoice(
+        em,
+        ctx,
+        sub,
+        lines,
+        billing_reason=reason,
+        period_start=start,
+        period_end=end,
+        discounts=live_discounts(em, sub),
+    )
+    sub["latest_invoice"] = invoice["id"]
+    consume_once_discounts(em, ctx, sub, invoice)
+    pause = sub["pause_collection"]
+    if pause is not None and reason == "subscription_cycle":
+        behavior = pause["behavior"]
+        if behavior == "keep_as_draft":
+            return invoice, "draft"
+        invoices.finalize(em, ctx, invoice)
+        if behavior == "void":
+            invoices.void(em, ctx, invoice)
+            return invoice, "void"
+        invoices.mark_uncollectible(em, ctx, invoice)
+        return invoice, "uncollectible"
+    if sub["_payment_behavior"] == "default_incomplete" and sub["status"] == "incomplete":
+        invoices.finalize(em, ctx, invoice)
+        return invoice, "open"
+    return invoice, invoices.collect(em, ctx, invoice, sub)
+
+
+def after_payment(em: Emulator, sub: Obj, outcome: str) -> None:
+    if outcome == "failed" and sub["status"] in ("active", "trialing"):
+        set_status(em, sub, "past_due")
+    elif outcome in ("paid", "open") and sub["status"] in ("past_due", "unpaid", "trialing"):
+        set_status(em, sub, "active")
+
+
+def invoice_paid(em: Emulator, ctx: Ctx, sub: Obj, invoice: Obj) -> None:
+    """An invoice was paid later (``POST /v1/invoices/{id}/pay``)."""
+    if sub["latest_invoice"] != invoice["id"] or sub["status"] not in (
+        "incomplete",
+        "past_due",
+        "unpaid",
+    ):
+        return
+    before = em.render("subscriptions", sub)
+    set_status(em, sub, "active")
+    emit_updated(em, ctx, sub, before)
+    reschedule(em, sub)
+
+
+def emit_updated(em: Emulator, ctx: Ctx, sub: Obj, before: Obj) -> None:
+    after = em.render("subscriptions", sub)
+    changed = diff(before, after)
+    if changed:
+        em.emit(ctx, "customer.subscription.updated", after, changed)
+
+
+def check_trial_end(em: Emulator, value: int, param: str = "trial_end") -> None:
+    now = em.now()
+    if value <= now:
+        raise invalid(
+            "Invalid timestamp: must be an integer Unix timestamp in the future.", param=param
+        )
+    if value > now + MAX_TRIAL:
+        raise invalid(
+            "Invalid timestamp: can be no more than two years in the future.", param=param
+        )
+
+
+def check_payment_method(em: Emulator, customer: Obj, pm_id: str) -> str:
+    pm = em.t["payment_methods"].find(pm_id)
+    if pm is None:
+        raise missing("PaymentMethod", pm_id, "default_payment_method")
+    if pm["customer"] != customer["id"]:
+        raise invalid(
+            f"The customer does not have a payment method with the ID {pm_id}. The payment "
+            "method must be attached to the customer.",
+            param="default_payment_method",
+        )
+    return str(pm["id"])
+
+
+def cancellation(details: Obj | None, current: Obj, reason: str | None) -> Obj:
+    out = {"comment": current.get("comment"), "feedback": current.get("feedback"), "reason": reason}
+    for key in ("comment", "feedback"):
+        if details is not None and key in details:
+            out[key] = details[key] or None
+    return out
+
+
+def prorate_lines(
+    em: Emulator, sub: Obj, changes: list[tuple[Obj, Obj | None, int, Obj | None, int]], at: int
+) -> list[Line]:
+    """Credit unused time of the old price, charge the rest of the period at the new one."""
+    start, end = current_period(sub)
+    if sub["status"] == "trialing" or not start <= at < end:
+        return []
+    fraction = (end - at) / (end - start)
+    lines: list[Line] = []
+    for item, old_price, old_qty, next_price, new_qty in changes:
+        if old_price is not None and old_qty:
+            amount = round(old_price["unit_amount"] * old_qty * fraction)
+            lines.append(
+                Line(
+                    amount=-amount,
+                    description=f"Unused time on {old_qty} x {product_name(em, old_price)} "
+                    f"after {fmt_date(at)}",
+                    period_start=at,
+                    period_end=end,
+                    price_id=old_price["id"],
+                    quantity=old_qty,
+                    proration=True,
+                    subscription_item=item["id"],
+                )
+            )
+        if next_price is not None and new_qty:
+            amount = round(next_price["unit_amount"] * new_qty * fraction)
+            lines.append(
+                Line(
+                    amount=amount,
+                    description=f"Remaining time on {new_qty} x {product_name(em, next_price)} "
+                    f"after {fmt_date(at)}",
+                    period_start=at,
+                    period_end=end,
+                    price_id=next_price["id"],
+                    quantity=new_qty,
+                    proration=True,
+                    subscription_item=item["id"],
+                )
+            )
+    return lines
+
+
+def cancel_now(
+    em: Emulator,
+    ctx: Ctx,
+    sub: Obj,
+    *,
+    prorate: bool,
+    invoice_now: bool,
+    details: Obj | None = None,
+    reason: str = "cancellation_requested",
+    at: int | None = None,
+) -> None:
+    now = em.now() if at is None else at
+    credit: list[Line] = []
+    if prorate and sub["status"] in BILLABLE:
+        credit = prorate_lines(
+            em,
+            sub,
+            [(i, item_price(em, i), i["quantity"], None, 0) for i in sub["_items"]],
+            now,
+        )
+    if sub["status"] == "incomplete" and sub["latest_invoice"]:
+        invoice = em.t["invoices"].find(sub["latest_invoice"])
+        if invoice is not None and invoice["status"] == "open":
+            invoices.void(em, ctx, invoice)
+    sub["_pending"] = [*sub["_pending"], *(line.as_dict() for line in credit)]
+    if invoice_now and sub["_pending"]:
+        lines = take_pending(em, sub)
+        bill(em, ctx, sub, lines, "subscription_cycle", now, now)
+    elif sub["_pending"]:
+        # Uninvoiced items stay with the customer, for their next invoice.
+        customer = em.t["customers"].find(sub["customer"])
+        if customer is not None:
+            customer["_pending_items"] = [*customer["_pending_items"], *sub["_pending"]]
+        sub["_pending"] = []
+    set_status(em, sub, "canceled")
+    if sub["canceled_at"] is None or at is None:
+        sub["canceled_at"] = now
+    sub["ended_at"] = now
+    sub["cancellation_details"] = cancellation(details, sub["cancellation_details"], reason)
+    em.schedule(sub["id"], None)
+    em.emit(ctx, "customer.subscription.deleted", em.render("subscriptions", sub))
