@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, false, or_, select, true, update
+from sqlalchemy import and_, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from stayflow.billing.stripe.convert import epoch_to_utc, object_id
-from stayflow.db import insert_ignoring_conflicts, utcnow
+from stayflow.db import utcnow
 from stayflow.mirror.models import (
     MirrorBackfill,
     MirrorCustomer,
@@ -21,9 +22,17 @@ from stayflow.mirror.models import (
 TERMINAL_STATUSES = ("canceled", "incomplete_expired")
 
 
-def _newer(column: Any, version: int, *, live: bool) -> Any:
-    # A live read at the same second wins a tie: it is the truth as of now.
-    return or_(column < version, and_(column == version, true() if live else false()))
+def _insert(db: Session, model: Any) -> Any:
+    dialect = db.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+
+def _moves_forward(table: Any, excluded: Any) -> Any:
+    """The ON CONFLICT condition: newer data only; a live read at the same second wins a tie."""
+    return or_(
+        table.version < excluded.version,
+        and_(table.version == excluded.version, excluded.source == "live"),
+    )
 
 
 def _period_end(raw: dict[str, Any]) -> Any:
@@ -39,16 +48,14 @@ def _period_end(raw: dict[str, Any]) -> Any:
     return epoch_to_utc(min(ends)) if ends else None
 
 
-def upsert_subscription(
-    db: Session, app_pk: int, raw: dict[str, Any], *, version: int, source: str
-) -> bool:
-    """Insert or move the row forward; False when the stored row is as new or newer."""
-    status = str(raw.get("status") or "")
-    values: dict[str, Any] = {
+def subscription_values(
+    app_pk: int, raw: dict[str, Any], *, version: int, source: str
+) -> dict[str, Any]:
+    return {
         "app_pk": app_pk,
         "subscription_id": str(raw["id"]),
         "customer_id": object_id(raw.get("customer")) or "",
-        "status": status,
+        "status": str(raw.get("status") or ""),
         "cancel_at_period_end": bool(raw.get("cancel_at_period_end")),
         "current_period_end": _period_end(raw),
         "currency": raw.get("currency"),
@@ -58,26 +65,87 @@ def upsert_subscription(
         "source": source,
         "synced_at": utcnow(),
     }
-    if insert_ignoring_conflicts(db, MirrorSubscription, values, on=["app_pk", "subscription_id"]):
-        return True
-    condition = _newer(MirrorSubscription.version, version, live=source == "live")
-    if status not in TERMINAL_STATUSES:
-        condition = and_(condition, MirrorSubscription.status.not_in(TERMINAL_STATUSES))
-    result = db.execute(
-        update(MirrorSubscription)
-        .where(
-            MirrorSubscription.app_pk == app_pk,
-            MirrorSubscription.subscription_id == values["subscription_id"],
-            condition,
-        )
-        .values({k: v for k, v in values.items() if k not in ("app_pk", "subscription_id")})
-        .execution_options(synchronize_session=False)
+
+
+def upsert_subscriptions(db: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert or move rows forward in one statement; returns how many were written.
+
+    ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` on both backends: a row only moves
+    to newer data, and never out of a terminal status (Stripe never revives one).
+    """
+    if not rows:
+        return 0
+    stmt = _insert(db, MirrorSubscription).values(rows)
+    excluded = stmt.excluded
+    table = MirrorSubscription
+    condition = and_(
+        _moves_forward(table, excluded),
+        or_(table.status.not_in(TERMINAL_STATUSES), excluded.status.in_(TERMINAL_STATUSES)),
     )
-    return bool(getattr(result, "rowcount", 0))
+    updated = {
+        name: getattr(excluded, name)
+        for name in (
+            "customer_id",
+            "status",
+            "cancel_at_period_end",
+            "current_period_end",
+            "currency",
+            "livemode",
+            "raw",
+            "version",
+            "source",
+            "synced_at",
+        )
+    }
+    # RETURNING counts what was written on both backends (rowcount is -1 for a multi-row
+    # INSERT on psycopg).
+    written = db.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["app_pk", "subscription_id"], set_=updated, where=condition
+        )
+        .returning(MirrorSubscription.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return len(written)
 
 
-def upsert_customer(db: Session, app_pk: int, raw: dict[str, Any], *, version: int) -> bool:
-    values: dict[str, Any] = {
+def upsert_subscription(
+    db: Session, app_pk: int, raw: dict[str, Any], *, version: int, source: str
+) -> bool:
+    """Insert or move the row forward; False when the stored row is as new or newer."""
+    values = subscription_values(app_pk, raw, version=version, source=source)
+    return upsert_subscriptions(db, [values]) > 0
+
+
+def _upsert_simple(
+    db: Session, model: Any, key: str, rows: list[dict[str, Any]], columns: tuple[str, ...]
+) -> int:
+    if not rows:
+        return 0
+    # One row per key per statement (PostgreSQL refuses to update a row twice in one).
+    latest: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        kept = latest.get(row[key])
+        if kept is None or row["version"] >= kept["version"]:
+            latest[row[key]] = row
+    stmt = _insert(db, model).values(list(latest.values()))
+    excluded = stmt.excluded
+    # Customers and products have no "live" tie-breaker column: a same-second copy wins.
+    condition = model.version <= excluded.version
+    written = db.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["app_pk", key],
+            set_={name: getattr(excluded, name) for name in columns},
+            where=condition,
+        )
+        .returning(model.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return len(written)
+
+
+def customer_values(app_pk: int, raw: dict[str, Any], *, version: int) -> dict[str, Any]:
+    return {
         "app_pk": app_pk,
         "customer_id": str(raw["id"]),
         "email": (str(raw["email"])[:320] if raw.get("email") else None),
@@ -85,24 +153,11 @@ def upsert_customer(db: Session, app_pk: int, raw: dict[str, Any], *, version: i
         "version": version,
         "synced_at": utcnow(),
     }
-    if insert_ignoring_conflicts(db, MirrorCustomer, values, on=["app_pk", "customer_id"]):
-        return True
-    result = db.execute(
-        update(MirrorCustomer)
-        .where(
-            MirrorCustomer.app_pk == app_pk,
-            MirrorCustomer.customer_id == values["customer_id"],
-            _newer(MirrorCustomer.version, version, live=True),
-        )
-        .values(email=values["email"], raw=raw, version=version, synced_at=values["synced_at"])
-        .execution_options(synchronize_session=False)
-    )
-    return bool(getattr(result, "rowcount", 0))
 
 
-def upsert_product(db: Session, app_pk: int, raw: dict[str, Any], *, version: int) -> bool:
+def product_values(app_pk: int, raw: dict[str, Any], *, version: int) -> dict[str, Any]:
     name = raw.get("name")
-    values: dict[str, Any] = {
+    return {
         "app_pk": app_pk,
         "product_id": str(raw["id"]),
         "name": str(name)[:500] if name else None,
@@ -110,19 +165,26 @@ def upsert_product(db: Session, app_pk: int, raw: dict[str, Any], *, version: in
         "version": version,
         "synced_at": utcnow(),
     }
-    if insert_ignoring_conflicts(db, MirrorProduct, values, on=["app_pk", "product_id"]):
-        return True
-    result = db.execute(
-        update(MirrorProduct)
-        .where(
-            MirrorProduct.app_pk == app_pk,
-            MirrorProduct.product_id == values["product_id"],
-            _newer(MirrorProduct.version, version, live=True),
-        )
-        .values(name=values["name"], raw=raw, version=version, synced_at=values["synced_at"])
-        .execution_options(synchronize_session=False)
+
+
+def upsert_customers(db: Session, rows: list[dict[str, Any]]) -> int:
+    return _upsert_simple(
+        db, MirrorCustomer, "customer_id", rows, ("email", "raw", "version", "synced_at")
     )
-    return bool(getattr(result, "rowcount", 0))
+
+
+def upsert_products(db: Session, rows: list[dict[str, Any]]) -> int:
+    return _upsert_simple(
+        db, MirrorProduct, "product_id", rows, ("name", "raw", "version", "synced_at")
+    )
+
+
+def upsert_customer(db: Session, app_pk: int, raw: dict[str, Any], *, version: int) -> bool:
+    return upsert_customers(db, [customer_values(app_pk, raw, version=version)]) > 0
+
+
+def upsert_product(db: Session, app_pk: int, raw: dict[str, Any], *, version: int) -> bool:
+    return upsert_products(db, [product_values(app_pk, raw, version=version)]) > 0
 
 
 def get_subscription(db: Session, app_pk: int, subscription_id: str) -> MirrorSubscription | None:

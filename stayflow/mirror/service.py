@@ -61,15 +61,34 @@ class ReceivedEvent:
 # --- storing Stripe objects ------------------------------------------------------------
 
 
-def store_subscription(
-    db: Session, app_pk: int, raw: dict[str, Any], *, version: int, source: str
-) -> bool:
-    """Store a subscription as Stripe sent it, splitting out an expanded customer and products."""
+def _unexpanded_discounts(raw: dict[str, Any]) -> list[str]:
+    return [d for d in raw.get("discounts") or [] if isinstance(d, str)]
+
+
+def _carry_discounts(raw: dict[str, Any], previous: dict[str, Any] | None) -> list[str]:
+    """Put back the expanded discounts an event names only by id; returns ids still unknown."""
+    known = {
+        d["id"]: d
+        for d in (previous or {}).get("discounts") or []
+        if isinstance(d, dict) and d.get("id")
+    }
+    discounts = raw.get("discounts")
+    if isinstance(discounts, list):
+        raw["discounts"] = [known.get(d, d) if isinstance(d, str) else d for d in discounts]
+    return _unexpanded_discounts(raw)
+
+
+def _split(
+    app_pk: int, raw: dict[str, Any], version: int
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The subscription with ids in place of its expanded customer and products, and those."""
     raw = copy.deepcopy(raw)
+    customers: list[dict[str, Any]] = []
+    products: list[dict[str, Any]] = []
     customer = raw.get("customer")
     if isinstance(customer, dict) and customer.get("id"):
         if not customer.get("deleted"):
-            repository.upsert_customer(db, app_pk, customer, version=version)
+            customers.append(repository.customer_values(app_pk, customer, version=version))
         raw["customer"] = customer["id"]
     items = raw.get("items")
     for item in items.get("data", []) if isinstance(items, dict) else []:
@@ -78,9 +97,42 @@ def store_subscription(
             product = price.get("product") if isinstance(price, dict) else None
             if isinstance(price, dict) and isinstance(product, dict) and product.get("id"):
                 if not product.get("deleted"):
-                    repository.upsert_product(db, app_pk, product, version=version)
+                    products.append(repository.product_values(app_pk, product, version=version))
                 price["product"] = product["id"]
-    return repository.upsert_subscription(db, app_pk, raw, version=version, source=source)
+    return raw, customers, products
+
+
+def store_subscriptions(
+    db: Session, app_pk: int, raws: list[dict[str, Any]], *, version: int, source: str
+) -> int:
+    """Store subscriptions as Stripe sent them (one statement per table); returns rows written."""
+    subscriptions: list[dict[str, Any]] = []
+    customers: list[dict[str, Any]] = []
+    products: list[dict[str, Any]] = []
+    for raw in raws:
+        if not raw.get("id"):
+            continue
+        stripped, found_customers, found_products = _split(app_pk, raw, version)
+        if _unexpanded_discounts(stripped):
+            existing = repository.get_subscription(db, app_pk, str(stripped["id"]))
+            _carry_discounts(stripped, existing.raw if existing else None)
+        subscriptions.append(
+            repository.subscription_values(app_pk, stripped, version=version, source=source)
+        )
+        customers.extend(found_customers)
+        products.extend(found_products)
+    repository.upsert_customers(db, customers)
+    repository.upsert_products(db, products)
+    # One row per subscription per statement (PostgreSQL refuses to touch a row twice).
+    unique = {row["subscription_id"]: row for row in subscriptions}
+    return repository.upsert_subscriptions(db, list(unique.values()))
+
+
+def store_subscription(
+    db: Session, app_pk: int, raw: dict[str, Any], *, version: int, source: str
+) -> bool:
+    """Store one subscription; False when the mirror already holds it as new or newer."""
+    return store_subscriptions(db, app_pk, [raw], version=version, source=source) > 0
 
 
 def store_live(db: Session, app_pk: int, raw: dict[str, Any]) -> bool:
@@ -210,8 +262,12 @@ def apply_event(db: Session, app_pk: int, event_pk: int) -> str:
                 db, app_pk, obj, version=event.stripe_created, source="webhook"
             )
             outcome = "applied" if applied else "stale"
+            row = repository.get_subscription(db, app_pk, str(obj["id"]))
+            if applied and row is not None and _unexpanded_discounts(row.raw):
+                # A discount the mirror has not seen: only its id came; read its coupon once.
+                request_refresh(db, app_pk, str(obj["id"]), reason=f"discount:{event.event_id}")
+                outcome = "applied_refresh"
             if not applied:
-                row = repository.get_subscription(db, app_pk, str(obj["id"]))
                 if row is not None and row.version == event.stripe_created and row.raw != obj:
                     # Two changes in the same second arrived out of order: only Stripe knows
                     # which is last, so ask it once.
@@ -274,8 +330,14 @@ def _backfill_products(db: Session, app_pk: int, provider: BillingProvider, vers
     cursor: str | None = None
     for _ in range(MAX_PRODUCT_PAGES):
         products, has_more = provider.list_products(starting_after=cursor)
-        for product in products:
-            repository.upsert_product(db, app_pk, product, version=version)
+        repository.upsert_products(
+            db,
+            [
+                repository.product_values(app_pk, p, version=version)
+                for p in products
+                if p.get("id")
+            ],
+        )
         if not has_more or not products:
             return
         cursor = str(products[-1]["id"])
@@ -294,8 +356,7 @@ def backfill_page(db: Session, app_pk: int, provider: BillingProvider) -> Mirror
         # Subscription lists cannot expand products (4 levels at most): copy them first.
         _backfill_products(db, app_pk, provider, version)
     page = provider.list_subscriptions(starting_after=state.cursor, limit=100)
-    for raw in page.raw:
-        store_subscription(db, app_pk, raw, version=version, source="backfill")
+    store_subscriptions(db, app_pk, page.raw, version=version, source="backfill")
     state.pages += 1
     state.subscriptions += len(page.raw)
     if page.last_id:

@@ -104,3 +104,35 @@ def run_jobs(factory: sessionmaker[Session], settings: Settings) -> int:
 def count(factory: sessionmaker[Session], model: Any, *where: Any) -> int:
     with factory() as db:
         return int(db.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def connect(api: Any, tenant: Any, key: str, **extra: Any) -> dict[str, Any]:
+    response = api.put(
+        "/api/v1/billing/stripe", json={"api_key": key, **extra}, headers=tenant.headers
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def app_pk(factory: sessionmaker[Session], app_id: str) -> int:
+    with factory() as db:
+        app = get_app_by_public_id(db, app_id)
+        assert app is not None
+        return app.id
+
+
+def enrich(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    app_id: str,
+    subscription_id: str | None,
+    request_fields: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    from stayflow.enrichment import service
+
+    pk = app_pk(factory, app_id)
+    with transaction(factory) as db:
+        return service.enrich(
+            db, pk, subscription_id, settings, ENCRYPTOR, request_fields=request_fields
+        )
