@@ -18,6 +18,7 @@ from stayflow.sandbox.emulator import Ctx, Emulator, IdempotentResult
 from stayflow.sandbox.errors import StripeError, invalid
 from stayflow.sandbox.faults import Faults
 from stayflow.sandbox.params import Params, parse_form, validate
+from stayflow.sandbox.sdk_params import params_class_name, stripe_accepts
 from stayflow.sandbox.store import Obj
 
 Handler = Callable[..., Obj]
@@ -170,6 +171,20 @@ def match(method: str, path: str) -> tuple[Route, list[str]] | None:
     return None
 
 
+def _explain_unknown(err: StripeError, method: str, route: Route) -> StripeError:
+    """A parameter Stripe accepts but the sandbox does not implement: say so."""
+    if err.code != "parameter_unknown" or err.param is None:
+        return err
+    class_name = params_class_name(method, route.parts)
+    if class_name is None or not stripe_accepts(class_name, err.param):
+        return err
+    err.message = (
+        f"Received unknown parameter: {err.param} (Stripe accepts it, but the stayflow sandbox "
+        "does not implement it)"
+    )
+    return err
+
+
 def _json(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
@@ -231,7 +246,10 @@ class App:
             raw: Params = parse_form(query)
             if body:
                 raw.update(parse_form(body.decode("utf-8", "replace")))
-            params = validate(raw, route.schema)
+            try:
+                params = validate(raw, route.schema)
+            except StripeError as err:
+                raise _explain_unknown(err, method, route) from None
             idem_key = headers.get("idempotency-key") if method == "POST" else None
             record: IdempotentResult | None = None
             if idem_key:

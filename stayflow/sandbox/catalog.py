@@ -62,6 +62,7 @@ def make_product(em: Emulator, ctx: Ctx, p: Params) -> Obj:
         "shippable": None,
         "statement_descriptor": blank(p.get("statement_descriptor")),
         "tax_code": None,
+        "tax_details": None,
         "type": "service",
         "unit_label": blank(p.get("unit_label")),
         "updated": now,

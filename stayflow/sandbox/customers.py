@@ -163,13 +163,16 @@ def customer_create(em: Emulator, ctx: Ctx, p: Params) -> Obj:
         "object": "customer",
         "address": None,
         "balance": p.get("balance", 0),
+        "business_name": None,
         "created": now,
         "currency": None,
         "default_source": None,
         "delinquent": False,
         "description": blank(p.get("description")),
         "discount": None,
+        "customer_account": None,
         "email": blank(p.get("email")),
+        "individual_name": None,
         "invoice_prefix": "".join(
             em.state.ids._rng.choices(string.ascii_uppercase + string.digits, k=8)
         ),

@@ -143,6 +143,8 @@ def create_invoice(
                     "unit_amount_decimal": price["unit_amount_decimal"],
                 },
                 "quantity": line.quantity,
+                "quantity_decimal": None if line.quantity is None else str(line.quantity),
+                "subscription": sub["id"],
                 "subtotal": line.amount,
                 "taxes": [],
             }
@@ -193,6 +195,7 @@ def create_invoice(
         "currency": sub["currency"],
         "custom_fields": None,
         "customer": customer["id"],
+        "customer_account": None,
         "customer_address": None,
         "customer_email": customer["email"],
         "customer_name": customer["name"],
@@ -250,6 +253,7 @@ def create_invoice(
         "starting_balance": balance,
         "statement_descriptor": None,
         "status": "draft",
+        "status_details": None,
         "status_transitions": {
             "finalized_at": None,
             "marked_uncollectible_at": None,
