@@ -45,6 +45,7 @@ class Response:
 
 def _routes() -> list[Route]:
     table: list[tuple[str, str, Handler, dict[str, Any], str]] = [
+        ("GET", "/v1/account", cu.account_retrieve, common.EXPAND, "account"),
         ("POST", "/v1/customers", cu.customer_create, cu.CUSTOMER_CREATE, "customers"),
         ("GET", "/v1/customers", cu.customer_list, cu.CUSTOMER_LIST, "customers"),
         ("GET", "/v1/customers/*", cu.customer_retrieve, common.EXPAND, "customers"),

@@ -140,6 +140,39 @@ def pm_list(em: Emulator, ctx: Ctx, p: Params) -> Obj:
     )
 
 
+# -- the account -----------------------------------------------------------------------------
+
+
+def account_retrieve(em: Emulator, ctx: Ctx, p: Params) -> Obj:
+    """``GET /v1/account``: the sandbox's own (test mode) account."""
+    return {
+        "id": em.state.account_id,
+        "object": "account",
+        "business_profile": {
+            "mcc": None,
+            "name": "stayflow sandbox",
+            "support_email": None,
+            "support_url": None,
+            "url": None,
+        },
+        "business_type": None,
+        "capabilities": {"card_payments": "active", "transfers": "active"},
+        "charges_enabled": True,
+        "controller": {"type": "account"},
+        "country": "US",
+        "created": 1_700_000_000,
+        "default_currency": "usd",
+        "details_submitted": True,
+        "email": "sandbox@example.com",
+        "metadata": {},
+        "payouts_enabled": True,
+        "settings": {
+            "dashboard": {"display_name": "stayflow sandbox", "timezone": "Etc/UTC"},
+        },
+        "type": "standard",
+    }
+
+
 # -- customers --------------------------------------------------------------------------------
 
 CUSTOMER_FIELDS: dict[str, Any] = {

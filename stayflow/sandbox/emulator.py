@@ -36,6 +36,7 @@ MAX_EXPAND_DEPTH = 4
 
 # Restricted-key resources and the Stripe permission names their errors mention.
 RESOURCES: dict[str, str] = {
+    "account": "account",
     "customers": "customer",
     "subscriptions": "subscription",
     "products": "product",
@@ -159,9 +160,11 @@ class Emulator:
     # -- basics ---------------------------------------------------------------------------------
 
     def reset(self) -> None:
+        """Back to a fresh sandbox: no objects, real time, default settings."""
         with self.lock:
             self.state = State()
             self.clock = Clock()
+            self.settings = Settings()
 
     @property
     def t(self) -> dict[str, Table]:

@@ -350,3 +350,16 @@ def test_cancel_without_options_makes_no_invoice(
     done = stripe_client.v1.subscriptions.cancel(sub.id)
     assert done.latest_invoice == sub.latest_invoice
     assert stripe_client.v1.customers.retrieve(paying.id).balance == 0
+
+
+def test_account_and_reset_restores_defaults(sandbox: Sandbox) -> None:
+    account = sandbox.client().v1.accounts.retrieve_current()
+    assert isinstance(account, stripe.Account) and account.id.startswith("acct_")
+    rk = sandbox.create_restricted_key({"subscriptions": "read"})
+    with pytest.raises(stripe.PermissionError):
+        sandbox.client(rk).v1.accounts.retrieve_current()
+    sandbox.configure(secret_keys=["sk_test_only"])
+    sandbox.reset()
+    assert sandbox.client("sk_test_anything").v1.customers.list().data == []
+    with pytest.raises(stripe.AuthenticationError):
+        sandbox.client(rk).v1.customers.list()  # restricted keys are forgotten too
