@@ -48,10 +48,12 @@ def export(file: str, app_id: str, as_json: bool) -> None:
     engine, factory = _open_db()
     try:
         with factory() as db:
-            doc, version = service.current(db, _app(db, app_id))
+            app = _app(db, app_id)
+            doc, version = service.current(db, app)
+            document = {**doc.normalized(), **service.section_values(db, app)}
     finally:
         engine.dispose()
-    text = fileformat.dump(doc.normalized(), as_json=as_json or fileformat.is_json_path(file))
+    text = fileformat.dump(document, as_json=as_json or fileformat.is_json_path(file))
     if file == "-":
         click.echo(text, nl=False)
     else:

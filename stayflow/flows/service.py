@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,21 +82,51 @@ def _locked_config(db: Session, app: App) -> FlowConfig:
     return config
 
 
+# Top-level keys of a flows file that other domains keep in their own tables, by the module
+# that handles them (``validate(value)``, ``current(db, app_pk)``, ``replace(db, app_pk, value)``).
+# A file without the key leaves that part alone.
+SECTION_MODULES: dict[str, str] = {"fields": "stayflow.enrichment.flows_section"}
+
+
+def _section(key: str) -> Any:
+    return importlib.import_module(SECTION_MODULES[key])
+
+
+def section_values(db: Session, app: App) -> dict[str, Any]:
+    """The other domains' sections as a flows file carries them (empty ones left out)."""
+    found = {key: _section(key).current(db, app.id) for key in SECTION_MODULES}
+    return {key: value for key, value in found.items() if value}
+
+
 def apply(db: Session, app: App, data: Any, *, dry_run: bool = False) -> Applied:
     """Replace the app's flows with ``data``; a no-op (same version) when nothing changes."""
+    sections: dict[str, Any] = {}
+    if isinstance(data, dict) and any(key in SECTION_MODULES for key in data):
+        data = dict(data)
+        sections = {
+            k: _section(k).validate(data.pop(k)) for k in list(data) if k in SECTION_MODULES
+        }
     new = validate(data).normalized()
+    old_sections = {key: _section(key).current(db, app.id) for key in sections}
+    sections_changed = old_sections != sections
     if dry_run:
         doc, version = current(db, app)
         old = doc.normalized()
-        return Applied(new, version, old != new, fileformat.diff(old, new))
+        diff = fileformat.diff({**old, **old_sections}, {**new, **sections})
+        return Applied(new, version, old != new or sections_changed, diff)
+    for key, value in sections.items():
+        if value != old_sections[key]:
+            _section(key).replace(db, app.id, value)
     config = _locked_config(db, app)
     old = config.document or {}
     if old == new:
-        return Applied(new, config.version, False, "")
+        diff = fileformat.diff(old_sections, sections) if sections_changed else ""
+        return Applied(new, config.version, sections_changed, diff)
     config.document = new
     config.version += 1
     config.updated_at = utcnow()
-    return Applied(new, config.version, True, fileformat.diff(old, new))
+    diff = fileformat.diff({**old, **old_sections}, {**new, **sections})
+    return Applied(new, config.version, True, diff)
 
 
 def _check_kind(kind: str) -> None:
