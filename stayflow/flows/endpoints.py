@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 
+from stayflow.billing.actions.validation import offer_check
 from stayflow.db import utcnow
 from stayflow.deps import DB, CurrentApp
 from stayflow.flows import service
@@ -34,9 +35,11 @@ def put_flows(
     body: FlowsDocument,
     db: DB,
     app: CurrentApp,
+    request: Request,
     dry_run: bool = Query(False, description="Validate and show the diff without saving."),
 ) -> FlowsApplied:
-    return _applied(service.apply(db, app, body.normalized(), dry_run=dry_run))
+    check = offer_check(request.app.state.services)
+    return _applied(service.apply(db, app, body.normalized(), dry_run=dry_run, offer_check=check))
 
 
 @router.post("/resolve", response_model=ResolveOut, summary="Which experience these fields get")
@@ -65,11 +68,13 @@ def put_item(
     item_id: str,
     db: DB,
     app: CurrentApp,
+    request: Request,
     body: dict[str, Any] = Body(
         description="A reason, offer, audience, experience or experiment, as in the flows file."
     ),
 ) -> FlowsApplied:
-    return _applied(service.put_item(db, app, kind, item_id, body))
+    check = offer_check(request.app.state.services)
+    return _applied(service.put_item(db, app, kind, item_id, body, offer_check=check))
 
 
 @router.delete("/{kind}/{item_id}", response_model=FlowsApplied, summary="Delete one item")

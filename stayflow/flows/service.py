@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +99,24 @@ def section_values(db: Session, app: App) -> dict[str, Any]:
     return {key: value for key, value in found.items() if value}
 
 
-def apply(db: Session, app: App, data: Any, *, dry_run: bool = False) -> Applied:
+# Checks a billing integration runs on new or changed offers before they are saved
+# (``stayflow.billing.actions.validation.offer_check``: coupon / price exist and are active).
+OfferCheck = Callable[[Session, App, list[dict[str, Any]]], None]
+
+
+def _changed_offers(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
+    before = {o.get("id"): o for o in old.get("offers", [])}
+    return [o for o in new.get("offers", []) if before.get(o.get("id")) != o]
+
+
+def apply(
+    db: Session,
+    app: App,
+    data: Any,
+    *,
+    dry_run: bool = False,
+    offer_check: OfferCheck | None = None,
+) -> Applied:
     """Replace the app's flows with ``data``; a no-op (same version) when nothing changes."""
     sections: dict[str, Any] = {}
     if isinstance(data, dict) and any(key in SECTION_MODULES for key in data):
@@ -107,6 +125,9 @@ def apply(db: Session, app: App, data: Any, *, dry_run: bool = False) -> Applied
             k: _section(k).validate(data.pop(k)) for k in list(data) if k in SECTION_MODULES
         }
     new = validate(data).normalized()
+    if offer_check is not None:
+        before, _ = current(db, app)
+        offer_check(db, app, _changed_offers(before.normalized(), new))
     old_sections = {key: _section(key).current(db, app.id) for key in sections}
     sections_changed = old_sections != sections
     if dry_run:
@@ -143,7 +164,15 @@ def get_item(db: Session, app: App, kind: str, item_id: str) -> dict[str, Any]:
     raise FlowItemNotFound(f"no {kind[:-1]} {item_id!r}")
 
 
-def put_item(db: Session, app: App, kind: str, item_id: str, body: Any) -> Applied:
+def put_item(
+    db: Session,
+    app: App,
+    kind: str,
+    item_id: str,
+    body: Any,
+    *,
+    offer_check: OfferCheck | None = None,
+) -> Applied:
     """Create or replace one item, keeping its place in the order (new items go last)."""
     _check_kind(kind)
     if not isinstance(body, dict):
@@ -161,7 +190,7 @@ def put_item(db: Session, app: App, kind: str, item_id: str, body: Any) -> Appli
     else:
         items.append(item)
     data[kind] = items
-    return apply(db, app, data)
+    return apply(db, app, data, offer_check=offer_check)
 
 
 def delete_item(db: Session, app: App, kind: str, item_id: str) -> Applied:

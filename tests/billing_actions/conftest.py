@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tests.billing.conftest import sandbox, stripe_settings
+from tests.billing.conftest import sandbox, stripe_api, stripe_settings
 
-__all__ = ["sandbox", "stripe_settings"]
+__all__ = ["sandbox", "stripe_api", "stripe_settings"]

@@ -54,7 +54,6 @@ from stayflow.billing.provider import (
     SubscriptionChange,
 )
 from stayflow.billing.schemas import CancelOptions, StripeSetup
-from stayflow.cancel_sessions.models import CancelSession
 from stayflow.crypto import Encryptor
 from stayflow.db import insert_ignoring_conflicts, utcnow
 from stayflow.settings import Settings
@@ -488,13 +487,12 @@ def _cancel_one(
 # --- reading, for the admin API and the page ----------------------------------------------
 
 
-def action_for_session(db: Session, cs: CancelSession) -> BillingAction | None:
-    return db.scalar(
+def actions_of_session(db: Session, app_pk: int, session_id: str) -> Sequence[BillingAction]:
+    return db.scalars(
         select(BillingAction)
-        .where(BillingAction.app_pk == cs.app_pk, BillingAction.session_id == cs.session_id)
-        .order_by(BillingAction.id.desc())
-        .limit(1)
-    )
+        .where(BillingAction.app_pk == app_pk, BillingAction.session_id == session_id)
+        .order_by(BillingAction.id)
+    ).all()
 
 
 def list_actions(
