@@ -263,7 +263,7 @@ class Server:
                 self._spawn(self._deliver(event, endpoint, delivery))
 
     async def _deliver(self, event: Obj, endpoint: Obj, delivery: Delivery) -> None:
-        payload = json.dumps(event, indent=2).encode()
+        payload = json.dumps(Emulator.render_event(event), indent=2).encode()
         delays = self.em.settings.webhook_retry_delays
         assert self.http is not None
         for attempt in range(len(delays) + 1):
