@@ -6,7 +6,8 @@ on 127.0.0.1, driven by the official SDK (requests, keep-alive).
 1. subscription retrieve with expand (customer, items.data.plan.product), sequential and
    16-way concurrent (16 threads, one client each), on a small store, twice: through the
    official SDK (what stayflow does; the SDK's own cost is in the figure) and through a bare
-   keep-alive HTTP client sending the same request (closer to what the server itself can do);
+   keep-alive ``http.client`` connection sending the same request (closer to what the server
+   itself can do: the client costs less);
 2. writes/s (subscription creates, bare client) as the store grows, per step;
 3. the same retrieves once the store holds ``--grow`` subscriptions.
 
@@ -18,6 +19,8 @@ Plans, not prices, are used because localstripe has no Price object.
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import os
 import random
 import sys
@@ -26,7 +29,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import stripe
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -46,7 +48,8 @@ class Target:
         self.url = url
         self.subs: list[str] = []
         self.client = self.new_client()
-        self.raw = httpx.Client(base_url=url, headers=HEADERS)
+        host, port = url.removeprefix("http://").split(":")
+        self.raw = http.client.HTTPConnection(host, int(port), timeout=60)
         customer = self.client.v1.customers.create(
             {"email": "bench@example.com", "payment_method": "pm_card_visa"}
         )
@@ -69,13 +72,17 @@ class Target:
         return stripe.StripeClient("sk_test_bench", base_addresses={"api": self.url})
 
     def create(self) -> None:
-        answer = self.raw.post(
+        self.raw.request(
+            "POST",
             "/v1/subscriptions",
-            content=f"customer={self.customer}&items[0][plan]=bench-monthly",
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            body=f"customer={self.customer}&items[0][plan]=bench-monthly",
+            headers={**HEADERS, "Content-Type": "application/x-www-form-urlencoded"},
         )
-        answer.raise_for_status()
-        self.subs.append(answer.json()["id"])
+        answer = self.raw.getresponse()
+        body = answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"{self.name}: {answer.status} {body[:200]!r}")
+        self.subs.append(json.loads(body)["id"])
 
 
 def timed(n: int, fn: Callable[[], object]) -> float:
@@ -90,12 +97,16 @@ def retriever(target: Target, mode: str) -> Callable[[str], object]:
     if mode == "sdk":
         client = target.new_client()
         return lambda sub_id: client.v1.subscriptions.retrieve(sub_id, {"expand": EXPAND})
-    raw = httpx.Client(base_url=target.url, headers=HEADERS)
+    host, port = target.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
 
     def get(sub_id: str) -> object:
-        answer = raw.get(f"/v1/subscriptions/{sub_id}?{EXPAND_QUERY}")
-        answer.raise_for_status()
-        return answer.content
+        conn.request("GET", f"/v1/subscriptions/{sub_id}?{EXPAND_QUERY}", headers=HEADERS)
+        answer = conn.getresponse()
+        body = answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"{target.name}: {answer.status} {body[:200]!r}")
+        return body
 
     return get
 
