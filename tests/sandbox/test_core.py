@@ -363,3 +363,23 @@ def test_account_and_reset_restores_defaults(sandbox: Sandbox) -> None:
     assert sandbox.client("sk_test_anything").v1.customers.list().data == []
     with pytest.raises(stripe.AuthenticationError):
         sandbox.client(rk).v1.customers.list()  # restricted keys are forgotten too
+
+
+def test_list_expand_and_price_filters(
+    stripe_client: stripe.StripeClient,
+    paying: stripe.Customer,
+    make_price: Callable[..., stripe.Price],
+) -> None:
+    monthly, yearly = make_price(1000, name="M"), make_price(9000, interval="year", name="Y")
+    stripe_client.v1.prices.update(yearly.id, {"lookup_key": "pro_yearly"})
+    stripe_client.v1.subscriptions.create({"customer": paying.id, "items": [{"price": monthly.id}]})
+    page = stripe_client.v1.subscriptions.list({"expand": ["data.customer"]})
+    assert isinstance(page.data[0].customer, stripe.Customer)
+    found = stripe_client.v1.prices.list({"lookup_keys": ["pro_yearly"]}).data
+    assert [p.id for p in found] == [yearly.id]
+    assert yearly.recurring is not None and yearly.recurring.interval == "year"
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        stripe_client.v1.subscriptions.create(
+            {"customer": paying.id, "items": [{"price": monthly.id}, {"price": yearly.id}]}
+        )
+    assert err.value.param == "items"
