@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from stayflow.billing.actions import inline as billing_inline
 from stayflow.cancel_sessions import service as sessions
 from stayflow.db import utcnow
 from stayflow.deps import DB, SettingsDep
@@ -270,12 +271,24 @@ def _run_action(
         if as_json:
             raise
         return _html_problem(request, exc, state)
+    billing = None
+    if result is not None:
+        # Commits the outcome and its job, then tries the billing action once, briefly.
+        billing = billing_inline.after_outcome(
+            db,
+            request.app.state.session_factory,
+            request.app.state.services,
+            state.cs.session_id,
+            action,
+            replayed=result.replayed,
+        )
     if as_json:
         page = _page(request, state, secret_key)
         out = ActionResultOut(
             outcome=result.outcome if result else None,
             redirect_url=result.redirect_url if result else None,
             replayed=result.replayed if result else False,
+            billing=billing,
             page=page,
         )
         return JSONResponse(out.model_dump(mode="json", by_alias=True))

@@ -101,6 +101,7 @@ def _routes() -> list[Route]:
         ("GET", "/v1/subscriptions/*", s.retrieve, common.EXPAND, "subscriptions"),
         ("POST", "/v1/subscriptions/*", s.update, s.UPDATE, "subscriptions"),
         ("DELETE", "/v1/subscriptions/*", s.cancel, s.CANCEL, "subscriptions"),
+        ("POST", "/v1/subscriptions/*/resume", s.resume, s.RESUME, "subscriptions"),
         ("GET", "/v1/invoices", invoices.invoice_list, invoices.INVOICE_LIST, "invoices"),
         ("GET", "/v1/invoices/*", invoices.invoice_retrieve, common.EXPAND, "invoices"),
         ("POST", "/v1/invoices/*/pay", invoices.invoice_pay, invoices.PAY, "invoices"),

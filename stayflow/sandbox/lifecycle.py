@@ -10,6 +10,7 @@ from stayflow.sandbox.store import Obj
 from stayflow.sandbox.subscription_billing import (
     BILLABLE,
     ENDED,
+    TRIAL_WARNING,
     after_payment,
     bill,
     cancel_now,
@@ -23,6 +24,7 @@ from stayflow.sandbox.subscription_billing import (
     set_period,
     set_status,
     take_pending,
+    warn_trial_end,
 )
 
 # -- the clock -----------------------------------------------------------------------------------
@@ -42,6 +44,9 @@ def on_due(em: Emulator, ctx: Ctx, sub_id: str, when: int) -> None:
             sub["ended_at"] = when
             emit_updated(em, ctx, sub, before)
             return
+    trial_end = sub["trial_end"]
+    if sub["status"] == "trialing" and trial_end is not None and trial_end - TRIAL_WARNING <= when:
+        warn_trial_end(em, ctx, sub)
     pause = sub["pause_collection"]
     if pause is not None and pause["resumes_at"] is not None and pause["resumes_at"] <= when:
         sub["pause_collection"] = None

@@ -18,6 +18,7 @@ from stayflow.sandbox.store import Obj
 ENDED = ("canceled", "incomplete_expired")
 BILLABLE = ("active", "past_due", "unpaid")
 MAX_TRIAL = 730 * DAY
+TRIAL_WARNING = 3 * DAY  # customer.subscription.trial_will_end comes three days ahead
 
 
 # -- rendering -----------------------------------------------------------------------------------
@@ -138,6 +139,8 @@ def next_due(em: Emulator, sub: Obj) -> int | None:
         times.append(sub["created"] + em.settings.incomplete_expires_after)
     if status == "trialing" and sub["trial_end"] is not None:
         times.append(sub["trial_end"])
+        if sub.get("_trial_warned") != sub["trial_end"]:
+            times.append(sub["trial_end"] - TRIAL_WARNING)
     if status in BILLABLE:
         times.append(sub["_items"][0]["current_period_end"])
     if sub["cancel_at"] is not None:
@@ -146,6 +149,13 @@ def next_due(em: Emulator, sub: Obj) -> int | None:
     if pause is not None and pause["resumes_at"] is not None:
         times.append(pause["resumes_at"])
     return min(times) if times else None
+
+
+def warn_trial_end(em: Emulator, ctx: Ctx, sub: Obj) -> None:
+    """``customer.subscription.trial_will_end``, once per trial end."""
+    if sub["status"] == "trialing" and sub.get("_trial_warned") != sub["trial_end"]:
+        sub["_trial_warned"] = sub["trial_end"]
+        em.emit(ctx, "customer.subscription.trial_will_end", em.render("subscriptions", sub))
 
 
 def reschedule(em: Emulator, sub: Obj) -> None:

@@ -37,6 +37,7 @@ from stayflow.sandbox.subscription_billing import (
     set_period,
     set_status,
     take_pending,
+    warn_trial_end,
 )
 
 STATUSES = Enum.of(
@@ -526,6 +527,7 @@ def _set_trial_end(em: Emulator, ctx: Ctx, sub: Obj, value: Any) -> None:
         if sub["status"] != "trialing":
             return
         sub["trial_end"] = now
+        warn_trial_end(em, ctx, sub)
         end_trial(em, ctx, sub, now, reason="subscription_update")
         return
     check_trial_end(em, value)
@@ -676,6 +678,41 @@ def _reset_cycle(em: Emulator, ctx: Ctx, sub: Obj, proration: str, now: int) -> 
     after_payment(em, sub, outcome)
 
 
+RESUME: dict[str, Any] = {
+    "billing_cycle_anchor": Enum.of("now", "unchanged"),
+    "proration_behavior": PRORATION,
+    "proration_date": "int",
+    **EXPAND,
+}
+
+
+def resume(em: Emulator, ctx: Ctx, p: Params, sub_id: str) -> Obj:
+    """``POST /v1/subscriptions/{id}/resume``: a ``paused`` subscription (a trial that ended
+    without a payment method) starts billing again; if the payment fails it stays paused."""
+    sub = em.t["subscriptions"].get(sub_id)
+    if sub["status"] != "paused":
+        raise invalid(
+            f"Only a paused subscription can be resumed; this one is {sub['status']}.",
+            param="id",
+        )
+    before = em.render("subscriptions", sub)
+    now = em.now()
+    start, end = current_period(sub)
+    if p.get("billing_cycle_anchor", "now") == "now" or end <= now:
+        interval, count = cycle_of(item_price(em, sub["_items"][0]))
+        start, end = now, boundary(now, interval, count, 1)
+        sub["_anchor"], sub["_k"], sub["billing_cycle_anchor"] = now, 0, now
+        set_period(sub, start, end)
+    lines = [*full_lines(em, sub, start, end), *take_pending(em, sub)]
+    _, outcome = bill(em, ctx, sub, lines, "subscription_cycle", now, now)
+    if outcome != "failed":
+        set_status(em, sub, "active")
+        em.emit(ctx, "customer.subscription.resumed", em.render("subscriptions", sub))
+    emit_updated(em, ctx, sub, before)
+    reschedule(em, sub)
+    return em.render("subscriptions", sub)
+
+
 # -- cancel ------------------------------------------------------------------------------------
 
 
@@ -695,4 +732,4 @@ def cancel(em: Emulator, ctx: Ctx, p: Params, sub_id: str) -> Obj:
     return em.render("subscriptions", sub)
 
 
-__all__ = ["CANCEL", "CREATE", "LIST_PARAMS", "UPDATE"]
+__all__ = ["CANCEL", "CREATE", "LIST_PARAMS", "RESUME", "UPDATE"]

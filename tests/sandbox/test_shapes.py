@@ -262,3 +262,36 @@ def test_stayflow_sandbox_command(tmp_path: Any) -> None:
     assert proc.returncode == 0
     assert f"http://127.0.0.1:{port}" in err.decode()
     assert state.exists()
+
+
+def test_trial_will_end_then_resume_a_paused_subscription(
+    stripe_client: stripe.StripeClient,
+    sandbox: Sandbox,
+    make_price: Callable[..., stripe.Price],
+) -> None:
+    customer = stripe_client.v1.customers.create({})
+    sub = stripe_client.v1.subscriptions.create(
+        {
+            "customer": customer.id,
+            "items": [{"price": make_price().id}],
+            "trial_period_days": 10,
+            "trial_settings": {"end_behavior": {"missing_payment_method": "pause"}},
+        }
+    )
+    sandbox.advance_clock(6 * DAY)
+    assert stripe_client.v1.events.list({"type": "customer.subscription.trial_will_end"}).data == []
+    sandbox.advance_clock(2 * DAY)
+    warned = stripe_client.v1.events.list({"type": "customer.subscription.trial_will_end"}).data
+    assert [e.data.object["id"] for e in warned] == [sub.id]
+    sandbox.advance_clock(3 * DAY)
+    assert stripe_client.v1.subscriptions.retrieve(sub.id).status == "paused"
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe_client.v1.subscriptions.update(sub.id, {"cancel_at": 1})
+    card = stripe_client.v1.payment_methods.attach("pm_card_visa", {"customer": customer.id})
+    stripe_client.v1.subscriptions.update(sub.id, {"default_payment_method": card.id})
+    resumed = stripe_client.v1.subscriptions.resume(sub.id, {"billing_cycle_anchor": "now"})
+    assert resumed.status == "active"
+    assert stripe_client.v1.invoices.retrieve(str(resumed.latest_invoice)).amount_paid == 2000
+    assert stripe_client.v1.events.list({"type": "customer.subscription.resumed"}).data
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe_client.v1.subscriptions.resume(sub.id)
