@@ -62,7 +62,7 @@ def _pg_ok() -> bool:
 
 def pytest_report_header(config: pytest.Config) -> str:
     if _pg_ok():
-        return f"postgresql: {PG_HOST}:{PG_PORT} reachable; database tests run on SQLite and PostgreSQL"
+        return f"postgresql: {PG_HOST}:{PG_PORT} reachable; database tests run on both backends"
     return (
         f"postgresql: NOT reachable at {PG_HOST}:{PG_PORT}; the PostgreSQL half of the suite is "
         "skipped (set STAYFLOW_REQUIRE_POSTGRES=1 to make that an error)"
@@ -73,7 +73,10 @@ def require_postgres() -> None:
     if _pg_ok():
         return
     if os.environ.get("STAYFLOW_REQUIRE_POSTGRES") == "1":
-        pytest.fail(f"PostgreSQL is required (STAYFLOW_REQUIRE_POSTGRES=1) but {PG_HOST}:{PG_PORT} does not answer")
+        pytest.fail(
+            f"PostgreSQL is required (STAYFLOW_REQUIRE_POSTGRES=1) "
+            f"but {PG_HOST}:{PG_PORT} does not answer"
+        )
     pytest.skip(f"PostgreSQL not reachable at {PG_HOST}:{PG_PORT}")
 
 
@@ -119,7 +122,11 @@ def _clean(engine: Engine) -> None:
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+            conn.execute(
+                text(
+                    "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
+                )
+            )
         else:
             for table in tables:
                 conn.execute(text(f'DELETE FROM "{table}"'))

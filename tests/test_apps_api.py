@@ -26,7 +26,12 @@ def test_get_app_with_key(client, owner):
 
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES)
 def test_every_admin_route_refuses_a_stranger(client, owner, method, path, body):
-    for headers in (STRANGER_HEADERS, {}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer "}):
+    for headers in (
+        STRANGER_HEADERS,
+        {},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer "},
+    ):
         response = client.request(method, path, json=body, headers=headers)
         assert response.status_code == 401, (headers, response.text)
         assert response.json()["error"]["type"] == "unauthorized"
@@ -49,7 +54,9 @@ def test_an_app_cannot_revoke_another_apps_key(client, owner, other):
     response = client.delete(f"/api/v1/api-keys/{owner_key}", headers=other.headers)
     assert response.status_code == 404
     assert client.get("/api/v1/app", headers=owner.headers).status_code == 200
-    assert client.delete(f"/api/v1/api-keys/{owner_key}", headers=STRANGER_HEADERS).status_code == 401
+    assert (
+        client.delete(f"/api/v1/api-keys/{owner_key}", headers=STRANGER_HEADERS).status_code == 401
+    )
 
 
 def test_key_create_shows_once_and_revoke_works(client, owner):

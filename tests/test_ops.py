@@ -110,7 +110,9 @@ def test_openapi_document_lists_the_admin_routes(client):
 def test_json_logs_carry_the_request_id_and_redact_secrets(capsys):
     from stayflow.logs import JsonFormatter, request_id_var
 
-    record = logging.LogRecord("stayflow.test", logging.INFO, __file__, 1, "stripe.connect", None, None)
+    record = logging.LogRecord(
+        "stayflow.test", logging.INFO, __file__, 1, "stripe.connect", None, None
+    )
     record.api_key = "sk_test_123"
     record.app_id = "app_1"
     token = request_id_var.set("req-1")
