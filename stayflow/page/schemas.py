@@ -77,6 +77,12 @@ class ActionResultOut(BaseModel):
     outcome: str | None
     redirect_url: str | None
     replayed: bool = False
+    billing: Literal["done", "processing", "failed"] | None = Field(
+        default=None,
+        description="For an accepted offer or a cancel: done (applied in Stripe, or nothing to "
+        "send), processing (being retried: tell the subscriber it is being processed, do not "
+        "ask for a second click) or failed.",
+    )
     page: PageModel
 
 

@@ -10,6 +10,7 @@ being processed (never an error inviting a second click).
 from __future__ import annotations
 
 import secrets
+import threading
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -24,10 +25,31 @@ from stayflow.billing.actions.tasks import (
 )
 from stayflow.db import utcnow
 from stayflow.jobs.models import QUEUED, RUNNING, Job
+from stayflow.jobs.registry import load_handlers
 from stayflow.jobs.worker import ClaimedJob, Worker
 
 Status = Literal["done", "processing", "failed", "none"]
 INLINE_LEASE_SECONDS = 30.0
+
+
+class _InlineRunner(Worker):
+    """The job runner's execute/record logic for one job claimed in a request.
+
+    No threads, and no session-factory listener (``Worker.__init__`` adds one, and requests
+    adding and removing listeners concurrently would race): only what ``execute`` uses.
+    """
+
+    def __init__(
+        self, factory: sessionmaker[Session], services: dict[str, Any], worker_id: str
+    ) -> None:
+        self.session_factory = factory
+        self.services = services
+        self.worker_id = worker_id
+        self.registry = load_handlers()
+        self._held: set[int] = set()
+        self._held_lock = threading.Lock()
+        self.processed = 0
+        self._processed_lock = threading.Lock()
 
 
 def _claim(factory: sessionmaker[Session], unique_key: str, worker_id: str) -> ClaimedJob | None:
@@ -78,10 +100,35 @@ def try_now(
     worker_id = f"{INLINE_WORKER_PREFIX}{secrets.token_hex(6)}"
     job = _claim(factory, f"{job_name}:{session_id}", worker_id)
     if job is not None:
-        runner = Worker(factory, concurrency=1, worker_id=worker_id, services=services)
-        try:
-            runner.execute(job)
-        finally:
-            runner.stop(timeout=0)
+        _InlineRunner(factory, services, worker_id).execute(job)
     with factory() as db:
         return action_status(db, session_id, kind)
+
+
+def after_outcome(
+    db: Session,
+    factory: sessionmaker[Session],
+    services: dict[str, Any],
+    session_id: str,
+    page_action: str,
+    *,
+    replayed: bool,
+) -> Status | None:
+    """The page's hook after ``accept`` / ``cancel``: commit, then try the billing job once.
+
+    The outcome and its job must be committed before Stripe is called (a rollback after a
+    Stripe write would leave a change nobody recorded), so this commits the request's
+    session; the request dependency's own commit afterwards has nothing left to do.
+    A replayed action (double click) is not tried again: it reports where the first is.
+    Returns None when the action has no billing side (a redirect offer, a deflect).
+    """
+    kind = {"accept": "apply_offer", "cancel": "cancel"}.get(page_action)
+    if kind is None:
+        return None
+    db.commit()
+    status = (
+        action_status(db, session_id, kind)
+        if replayed
+        else try_now(factory, services, session_id, kind)
+    )
+    return None if status == "none" else status

@@ -31,7 +31,6 @@ from stayflow.billing.provider import (
 )
 from stayflow.billing.stripe.client import (
     STRIPE_CALLS,
-    SUBSCRIPTION_EXPAND,
     _raw_json,
     _translate,
     stripe_client,
@@ -39,6 +38,9 @@ from stayflow.billing.stripe.client import (
 from stayflow.billing.stripe.convert import subscription_from
 
 T = TypeVar("T")
+# Actions need each discount's coupon and each item's price (always inline); expanding the
+# customer and products as enrichment does would triple the bytes the SDK has to convert.
+ACTION_EXPAND = ["discounts"]
 # A customer with more subscriptions than this is not cancelled "all at once" by us.
 MAX_CUSTOMER_PAGES = 5
 
@@ -91,7 +93,7 @@ class StripeBillingWriter:
         return FetchedSubscription(subscription=subscription_from(raw), raw=raw)
 
     def retrieve_subscription(self, subscription_id: str) -> FetchedSubscription:
-        params: SubscriptionRetrieveParams = {"expand": SUBSCRIPTION_EXPAND}
+        params: SubscriptionRetrieveParams = {"expand": ACTION_EXPAND}
         subs = self._client.v1.subscriptions
         return self._fetched(self._call(lambda: subs.retrieve(subscription_id, params)))
 
@@ -133,7 +135,7 @@ class StripeBillingWriter:
     def update_subscription(
         self, subscription_id: str, change: SubscriptionChange, *, idempotency_key: str
     ) -> FetchedSubscription:
-        params: SubscriptionUpdateParams = {"expand": SUBSCRIPTION_EXPAND}
+        params: SubscriptionUpdateParams = {"expand": ACTION_EXPAND}
         if change.discounts is not None:
             params["discounts"] = change.discounts  # type: ignore[typeddict-item]
         if change.pause_collection is not None:
