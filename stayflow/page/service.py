@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from stayflow.apps.models import App
+from stayflow.billing.actions.plans import offer_shown
 from stayflow.cancel_sessions import service as sessions
 from stayflow.cancel_sessions.enrichment import enricher_from
 from stayflow.cancel_sessions.models import CancelSession
@@ -207,6 +208,8 @@ def build(
     offers: list[OfferOut] = []
     if step in ("offers", "reason", "confirm"):
         fitting = offers_for_reason(snap, cs.reason_id if step != "reason" else None)
+        # Not an offer this subscriber's billing cannot take (a pause over an annual renewal).
+        fitting = [o for o in fitting if offer_shown(o.model_dump(), cs.enriched_fields, now)]
         if step == "offers":
             sessions.note_offers_shown(cs, [o.id for o in fitting])
         offers = [_offer_out(o, state, fields) for o in fitting] if step == "offers" else []

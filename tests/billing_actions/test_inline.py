@@ -113,3 +113,40 @@ def test_transient_failure_says_processing_then_the_worker_finishes(
     with session_factory() as db:
         job = db.scalar(select(Job).where(Job.name == "billing.cancel_subscription"))
         assert job is not None and job.status == SUCCEEDED and job.attempts == 2
+
+
+@pytest.mark.parametrize(("interval", "shown"), [("month", ["off", "p"]), ("year", ["off"])])
+def test_page_hides_a_pause_that_would_cover_a_renewal(
+    setup: tuple[Env, str, str],
+    stripe_api: TestClient,
+    owner: Tenant,
+    stripe_client: stripe.StripeClient,
+    make_paying_customer: Callable[..., stripe.Customer],
+    make_price: Callable[..., stripe.Price],
+    interval: str,
+    shown: list[str],
+) -> None:
+    _, _, coupon = setup
+    offers = [
+        {"id": "off", "type": "discount", "coupon": coupon},
+        {"id": "p", "type": "pause", "duration": 2, "interval": "month"},
+    ]
+    answer = stripe_api.put("/api/v1/flows", json=flows_doc(offers), headers=owner.headers)
+    assert answer.status_code == 200, answer.text
+    # The first invoice (trial end) is ten days away: a 2-month pause would void a whole year.
+    sub_id = stripe_client.v1.subscriptions.create(
+        {
+            "customer": make_paying_customer().id,
+            "items": [{"price": make_price(interval=interval).id}],
+            "trial_period_days": 10,
+        }
+    ).id
+    token = start_session(stripe_api, owner, subscription_id=sub_id)
+    page = stripe_api.get(f"/c/{token}", headers=JSON).json()
+    answer = stripe_api.post(
+        f"/c/{token}/reason",
+        json={"reason_id": "too_expensive", "csrf_token": page["csrf_token"]},
+        headers=JSON,
+    )
+    assert answer.status_code == 200, answer.text
+    assert [o["id"] for o in answer.json()["page"]["offers"]] == shown

@@ -8,6 +8,7 @@ Idempotency-Key, and ``applied`` can tell from a fresh read whether it already h
 from __future__ import annotations
 
 import calendar
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -299,3 +300,66 @@ def cancellation_details(feedback: str | None, comment: str | None) -> dict[str,
     if comment:
         details["comment"] = comment[:MAX_COMMENT]
     return details or None
+
+
+def subscription_from_fields(fields: Mapping[str, Any]) -> Subscription | None:
+    """The little of a subscription the page's offer filter needs, from enriched fields."""
+    from stayflow.billing.provider import Price, SubscriptionItem
+
+    status = fields.get("subscription.status")
+    period_end = fields.get("subscription.current_period_end")
+    if not isinstance(status, str) or not isinstance(period_end, int | float):
+        return None
+    interval = fields.get("subscription.plan.interval")
+    count = fields.get("subscription.plan.interval_count")
+    trial_end = fields.get("subscription.trial_end")
+    price = Price(
+        id=str(fields.get("subscription.plan.id") or ""),
+        currency=str(fields.get("subscription.currency") or ""),
+        unit_amount=None,
+        unit_amount_decimal=None,
+        interval=interval if isinstance(interval, str) else "month",
+        interval_count=count if isinstance(count, int) else 1,
+        billing_scheme=None,
+        nickname=None,
+        product_id=None,
+    )
+    item = SubscriptionItem(
+        id="",
+        quantity=None,
+        price=price,
+        current_period_start=None,
+        current_period_end=from_epoch(int(period_end)),
+    )
+    return Subscription(
+        id=str(fields.get("subscription.id") or ""),
+        status=status,
+        customer_id="",
+        customer=None,
+        currency=str(fields.get("subscription.currency") or "") or None,
+        items=[item],
+        discounts=[],
+        created=None,
+        start_date=None,
+        trial_start=None,
+        trial_end=from_epoch(int(trial_end)) if isinstance(trial_end, int | float) else None,
+        cancel_at_period_end=False,
+        cancel_at=None,
+        canceled_at=None,
+        ended_at=None,
+        paused=False,
+        livemode=False,
+    )
+
+
+def offer_shown(offer: dict[str, Any], fields: Mapping[str, Any], now: datetime) -> bool:
+    """Whether the page shows this offer to the subscriber these enriched fields describe.
+
+    A pause or extension that would be refused over a renewal is not shown, nor a trial
+    extension to a subscription not trialing. Without enriched fields nothing is hidden (the
+    action itself still refuses what does not fit).
+    """
+    if offer.get("type") not in ("pause", "extension", "trial_extension"):
+        return True
+    sub = subscription_from_fields(fields)
+    return True if sub is None else offer_fits(offer, sub, now)
