@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy import Engine
@@ -11,6 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from stayflow.apps.models import App
 from stayflow.flows import fileformat
+
+if TYPE_CHECKING:
+    from stayflow.flows.service import OfferCheck
 
 
 def _open_db() -> tuple[Engine, sessionmaker[Session]]:
@@ -21,6 +25,16 @@ def _open_db() -> tuple[Engine, sessionmaker[Session]]:
     _migrate(settings)
     engine = make_engine(settings)
     return engine, make_session_factory(engine)
+
+
+def _offer_check() -> OfferCheck:
+    """New or changed offers are checked against the app's Stripe account, as in the API."""
+    from stayflow.billing.actions.validation import offer_check
+    from stayflow.cli.main import _settings
+    from stayflow.crypto import Encryptor
+
+    settings = _settings()
+    return offer_check({"settings": settings, "encryptor": Encryptor(settings.secret_key)})
 
 
 def _app(db: Session, app_id: str) -> App:
@@ -81,7 +95,9 @@ def apply(file: str, app_id: str, yes: bool, dry_run: bool) -> None:
     try:
         with factory() as db:
             try:
-                preview = service.apply(db, _app(db, app_id), data, dry_run=True)
+                preview = service.apply(
+                    db, _app(db, app_id), data, dry_run=True, offer_check=_offer_check()
+                )
             except StayflowError as exc:
                 raise click.ClickException(f"{file}: {exc.message}") from exc
         if not preview.changed:
