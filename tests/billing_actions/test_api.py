@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from stayflow.sandbox import Sandbox
 from stayflow.settings import Settings
-from tests.billing_actions.helpers import Env, flows_doc, make_env
+from tests.billing_actions.helpers import Env, flows_doc, make_env, retrieve
 from tests.conftest import STRANGER_HEADERS, Tenant
 
 
@@ -137,3 +137,43 @@ def test_failed_action_in_admin_api_and_events(
     )
     assert stripe_api.get("/api/v1/billing/events", headers=other.headers).json()["data"] == []
     assert stripe_api.get("/api/v1/billing/actions", headers=STRANGER_HEADERS).status_code == 401
+
+
+def test_retries_running_out_fail_the_action_visibly(
+    env: Env,
+    stripe_api: TestClient,
+    owner: Tenant,
+    sandbox: Sandbox,
+    stripe_client: stripe.StripeClient,
+    session_factory: sessionmaker[Session],
+    make_paying_customer: Callable[..., stripe.Customer],
+    make_price: Callable[..., stripe.Price],
+) -> None:
+    from sqlalchemy import update
+
+    from stayflow.jobs.models import DEAD, Job
+
+    env.connect(sandbox.secret_key, cancel={"at_period_end": True})
+    sub_id = stripe_client.v1.subscriptions.create(
+        {"customer": make_paying_customer().id, "items": [{"price": make_price().id}]}
+    ).id
+    session_id = env.cancel(sub_id)
+    with session_factory() as db:
+        db.execute(update(Job).values(max_attempts=2))
+        db.commit()
+    sandbox.inject_fault("error", status=503, method="POST", path="/v1/*", times=None)
+    for _ in range(2):
+        env.run_jobs()
+        with session_factory() as db:  # skip the backoff wait
+            db.execute(update(Job).where(Job.status == "queued").values(run_at=Job.created_at))
+            db.commit()
+    sandbox.clear_faults()
+    with session_factory() as db:
+        job = db.query(Job).one()
+        assert (job.status, job.attempts) == (DEAD, 2)
+    assert retrieve(stripe_client, sub_id)["cancel_at_period_end"] is False
+    action = env.action(session_id)
+    assert action.status == "failed"
+    assert "gave up after retries" in (action.error or "")
+    events = stripe_api.get("/api/v1/billing/events", headers=owner.headers).json()["data"]
+    assert [e["type"] for e in events] == ["billing.action.failed"]

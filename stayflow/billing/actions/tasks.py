@@ -57,6 +57,14 @@ def _run(
             else:
                 service.note_error(factory, action_id, str(exc))
         raise RetryLater(str(exc), exc.retry_after) from None
+    except Exception as exc:
+        # A bug or a database hiccup: the runner retries it; on the last attempt the action
+        # is marked failed here, since the job dies without another word.
+        if ctx.job.attempts >= ctx.job.max_attempts:
+            action_id = _action_id(factory, ctx.payload, kind)
+            if action_id is not None:
+                service.mark_failed(factory, action_id, f"gave up: {exc!r}")
+        raise
 
 
 def _action_id(factory: sessionmaker[Session], payload: dict[str, Any], kind: str) -> int | None:
