@@ -20,6 +20,7 @@ from stayflow.billing.models import BillingConnection
 from stayflow.billing.provider import (
     BillingAuthenticationFailed,
     BillingError,
+    BillingInvalidRequest,
     BillingProvider,
     PermissionCheck,
 )
@@ -170,13 +171,23 @@ def connect(
         conn.webhook_managed = False
         conn.webhook_configured_at = utcnow()
     elif WEBHOOK_PERMISSION in granted:
-        endpoint = provider.create_webhook_endpoint(webhook_url(settings, app), WEBHOOK_EVENTS)
-        if not endpoint.secret:
-            raise BillingError("Stripe created the webhook endpoint without a signing secret")
-        conn.webhook_secret_encrypted = encryptor.encrypt(endpoint.secret)
-        conn.webhook_endpoint_id = endpoint.id
-        conn.webhook_managed = True
-        conn.webhook_configured_at = utcnow()
+        try:
+            endpoint = provider.create_webhook_endpoint(webhook_url(settings, app), WEBHOOK_EVENTS)
+        except BillingInvalidRequest as exc:
+            # E.g. Stripe refuses a STAYFLOW_BASE_URL it cannot reach (http, localhost): the
+            # key still works; the status says why the mirror gets no events.
+            conn.permissions = {
+                **conn.permissions,
+                "webhook_registration": {"granted": False, "message": exc.message},
+            }
+            endpoint = None
+        if endpoint is not None:
+            if not endpoint.secret:
+                raise BillingError("Stripe created the webhook endpoint without a signing secret")
+            conn.webhook_secret_encrypted = encryptor.encrypt(endpoint.secret)
+            conn.webhook_endpoint_id = endpoint.id
+            conn.webhook_managed = True
+            conn.webhook_configured_at = utcnow()
     elif old_key != key:
         # Another account or key: an old secret would verify nothing useful.
         conn.webhook_secret_encrypted = None
@@ -278,7 +289,10 @@ def status(db: Session, app: App, settings: Settings) -> StripeStatus:
         )
     configured = bool(conn and conn.webhook_secret_encrypted)
     note: str | None = None
-    if conn and conn.connected and not configured:
+    registration = permissions.get("webhook_registration")
+    if conn and conn.connected and not configured and registration:
+        note = f"Stripe refused to create the webhook endpoint: {registration.get('message')}"
+    elif conn and conn.connected and not configured:
         note = (
             f"the key lacks {WEBHOOK_PERMISSION}: create an endpoint at the url below in Stripe "
             "for " + ", ".join(WEBHOOK_EVENTS) + " and connect again with its webhook_secret"

@@ -273,3 +273,20 @@ def test_one_app_never_sees_or_changes_anothers_billing(
     mine = stripe_api.get("/api/v1/billing/stripe", headers=owner.headers).json()
     assert mine["connected"] is True and mine["setup"]["offers"] is False
     assert len(stripe_api.get("/api/v1/field-mappings", headers=owner.headers).json()) == 1
+
+
+def test_stripe_refusing_our_webhook_url_still_connects_and_says_why(
+    stripe_api, owner, sandbox, stripe_client
+):
+    with sandbox.faulty("error", status=400, method="POST", path="/v1/webhook_endpoints"):
+        body = connect_ok(stripe_api, owner, sandbox.secret_key)
+    assert body["connected"] is True
+    assert body["webhooks"]["configured"] is False
+    assert body["webhooks"]["note"].startswith("Stripe refused to create the webhook endpoint")
+    assert stripe_client.v1.webhook_endpoints.list().data == []
+
+
+def connect_ok(api, tenant, key):
+    response = api.put("/api/v1/billing/stripe", json={"api_key": key}, headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    return response.json()
