@@ -6,15 +6,16 @@ import json
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from stayflow.apps.repository import get_app_by_public_id
 from stayflow.cancel_sessions import repository, service
 from stayflow.cancel_sessions import settings as flow_settings
+from stayflow.cancel_sessions.appcache import AppInfo, PrecancelApps
 from stayflow.cancel_sessions.models import OUTCOMES
 from stayflow.cancel_sessions.schemas import (
     CancelSessionList,
@@ -24,8 +25,9 @@ from stayflow.cancel_sessions.schemas import (
     PrecancelRequest,
 )
 from stayflow.cancel_sessions.settings import CancelFlowSettings, CancelFlowSettingsPatch
+from stayflow.cancel_sessions.writer import SessionWriter
 from stayflow.db import utcnow
-from stayflow.deps import DB, CurrentApp, EncryptorDep, SettingsDep
+from stayflow.deps import DB, CurrentApp, SettingsDep
 from stayflow.errors import BadRequest, NotFound
 
 public_router = APIRouter(tags=["precancel"])
@@ -62,13 +64,30 @@ def _cors_headers(origin: str | None, allowed: bool) -> dict[str, str]:
     return headers
 
 
-def _origin_allowed_for(db: Any, app_id: Any, origin: str | None) -> bool:
-    if not origin or not isinstance(app_id, str):
-        return False
-    app = get_app_by_public_id(db, app_id)
-    if app is None:
-        return False
-    return service.check_origin(flow_settings.read(app), origin)
+def _apps(request: Request) -> PrecancelApps:
+    cache: PrecancelApps | None = getattr(request.app.state, "precancel_apps", None)
+    if cache is None:
+        cache = PrecancelApps(request.app.state.session_factory, request.app.state.encryptor)
+        request.app.state.precancel_apps = cache
+    return cache
+
+
+async def _app_info(request: Request, app_id: Any) -> AppInfo | None:
+    if not isinstance(app_id, str) or not app_id or len(app_id) > 40:
+        return None
+    cache = _apps(request)
+    hit, info = cache.cached(app_id)
+    if hit:
+        return info
+    return await run_in_threadpool(cache.load, app_id)
+
+
+def _writer(request: Request) -> SessionWriter:
+    writer: SessionWriter | None = getattr(request.app.state, "precancel_writer", None)
+    if writer is None:
+        writer = SessionWriter(request.app.state.engine)
+        request.app.state.precancel_writer = writer
+    return writer
 
 
 @public_router.post(
@@ -83,15 +102,12 @@ def _origin_allowed_for(db: Any, app_id: Any, origin: str | None) -> bool:
     },
     openapi_extra=_PRECANCEL_BODY,
 )
-def precancel(
-    request: Request,
-    db: DB,
-    encryptor: EncryptorDep,
-    settings: SettingsDep,
-    body: Annotated[Any, Depends(read_json_body)],
-) -> JSONResponse:
+async def precancel(request: Request) -> JSONResponse:
+    """The hot path: checks run on the event loop, the one INSERT in a worker thread."""
     origin = request.headers.get("origin")
+    info: AppInfo | None = None
     try:
+        body = await read_json_body(request)
         if not isinstance(body, dict):
             raise service.PrecancelRejected("the body must be a JSON object")
         query_app = request.query_params.get("app_id")
@@ -103,24 +119,23 @@ def precancel(
             error = exc.errors()[0]
             where = ".".join(str(p) for p in error.get("loc", ())) or "body"
             raise service.PrecancelRejected(f"{where}: {error.get('msg', 'invalid')}") from exc
-        created = service.create_session(
-            db, request=parsed, origin=origin, encryptor=encryptor, now=utcnow()
-        )
+        info = await _app_info(request, parsed.app_id)
+        row, token = service.prepare_session(info, parsed, origin, utcnow())
+        await _writer(request).write(row)
     except service.PrecancelRejected as exc:
-        allowed = _origin_allowed_for(
-            db, body.get("app_id") if isinstance(body, dict) else None, origin
-        )
+        allowed = info is not None and service.check_origin(info.settings, origin)
         return JSONResponse(exc.to_body(), exc.status_code, headers=_cors_headers(origin, allowed))
-    url = f"{settings.base_url}/c/{created.token}"
-    payload = {"valid": True, "url": url, "session_id": created.session.session_id}
+    base_url = request.app.state.settings.base_url
+    payload = {"valid": True, "url": f"{base_url}/c/{token}", "session_id": row["session_id"]}
     return JSONResponse(payload, headers=_cors_headers(origin, origin is not None))
 
 
 @public_router.options("/precancel", include_in_schema=False)
-def precancel_preflight(request: Request, db: DB) -> Response:
+async def precancel_preflight(request: Request) -> Response:
     """CORS preflight: allowed only for the origins of the app named by ``?app_id=``."""
     origin = request.headers.get("origin")
-    allowed = _origin_allowed_for(db, request.query_params.get("app_id"), origin)
+    info = await _app_info(request, request.query_params.get("app_id"))
+    allowed = bool(origin) and info is not None and service.check_origin(info.settings, origin)
     headers = _cors_headers(origin, allowed)
     if allowed:
         headers.update(
@@ -163,9 +178,15 @@ def get_settings(app: CurrentApp) -> CancelFlowSettings:
 
 
 @admin_router.patch("/cancel-flow/settings", response_model=CancelFlowSettings)
-def patch_settings(body: CancelFlowSettingsPatch, app: CurrentApp) -> CancelFlowSettings:
+def patch_settings(
+    body: CancelFlowSettingsPatch, app: CurrentApp, db: DB, request: Request
+) -> CancelFlowSettings:
     try:
-        return flow_settings.write(app, body.model_dump(exclude_unset=True, exclude_none=True))
+        new = flow_settings.write(app, body.model_dump(exclude_unset=True, exclude_none=True))
+        # Commit now, then drop the cached copy, so precancel never re-reads the old one.
+        db.commit()
+        _apps(request).invalidate(app.app_id)
+        return new
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error.get("loc", ()))

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import Connection, insert, or_, update
 from sqlalchemy.orm import Session
 
 from stayflow.apps import service as apps_service
 from stayflow.apps.models import App
 from stayflow.cancel_sessions import repository
+from stayflow.cancel_sessions.appcache import AppInfo
 from stayflow.cancel_sessions.enrichment import Enricher, safe_enrich
 from stayflow.cancel_sessions.models import (
     ABANDONED,
@@ -135,7 +136,7 @@ def csrf_valid(secret_key: str, cs: CancelSession, given: str | None) -> bool:
 
 @dataclass(frozen=True)
 class Created:
-    session: CancelSession
+    session_id: str
     token: str
 
 
@@ -144,25 +145,21 @@ def check_origin(settings: CancelFlowSettings, origin: str | None) -> bool:
     return origin is None or origin.rstrip("/").lower() in settings.allowed_origins
 
 
-def create_session(
-    db: Session,
-    *,
-    request: PrecancelRequest,
-    origin: str | None,
-    encryptor: Encryptor,
-    now: datetime,
-) -> Created:
-    from stayflow.apps.repository import get_app_by_public_id
+def prepare_session(
+    app: AppInfo | None, request: PrecancelRequest, origin: str | None, now: datetime
+) -> tuple[dict[str, Any], str]:
+    """Check a precancel request; return the cancel session's row and its page token.
 
-    app = get_app_by_public_id(db, request.app_id)
+    Pure (no I/O), so the hot path can run it on the event loop and only the insert
+    goes to a thread.
+    """
     if app is None:
         raise UnknownApp("unknown app_id")
-    settings = read_settings(app)
+    settings = app.settings
     if not check_origin(settings, origin):
         raise OriginNotAllowed("this origin is not in the app's allowed origins")
     if request.auth_hash:
-        secret = apps_service.app_secret(encryptor, app)
-        if not signature_valid(secret, request.subscription_id, request.auth_hash):
+        if not signature_valid(app.secret, request.subscription_id, request.auth_hash):
             raise BadSignature("auth_hash does not match subscription_id")
         signed = True
     elif settings.allow_unsigned_precancel:
@@ -176,26 +173,51 @@ def create_session(
     if len(json.dumps(fields, default=str)) > MAX_FIELDS_BYTES:
         raise PrecancelRejected(f"the request's fields exceed {MAX_FIELDS_BYTES} bytes")
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    cs = CancelSession(
-        session_id="cs_" + secrets.token_hex(12),
-        app_pk=app.id,
-        token_hash=hash_token(token),
-        subscription_id=request.subscription_id,
-        signed=signed,
-        request_fields=fields,
-        enriched_fields={},
-        locale=request.locale,
-        save_return_url=request.save_return_url,
-        cancel_confirmation_url=request.cancel_confirmation_url,
-        flow={},
-        offers_shown=[],
-        created_at=now,
-        expires_at=now + timedelta(minutes=settings.session_expiry_minutes),
-        abandon_at=now + timedelta(minutes=settings.abandon_after_minutes),
-    )
-    db.add(cs)
-    db.flush()
-    return Created(cs, token)
+    row: dict[str, Any] = {
+        "session_id": "cs_" + secrets.token_hex(12),
+        "app_pk": app.pk,
+        "token_hash": hash_token(token),
+        "subscription_id": request.subscription_id,
+        "signed": signed,
+        "request_fields": fields,
+        "enriched_fields": {},
+        "locale": request.locale,
+        "save_return_url": request.save_return_url,
+        "cancel_confirmation_url": request.cancel_confirmation_url,
+        "flow": {},
+        "offers_shown": [],
+        "created_at": now,
+        "expires_at": now + timedelta(minutes=settings.session_expiry_minutes),
+        "abandon_at": now + timedelta(minutes=settings.abandon_after_minutes),
+    }
+    return row, token
+
+
+def insert_session(db: Session | Connection, row: dict[str, Any]) -> None:
+    """One Core INSERT, no ORM bookkeeping: precancel's only database work."""
+    db.execute(insert(CancelSession), row)
+
+
+def create_session(
+    db: Session,
+    *,
+    request: PrecancelRequest,
+    origin: str | None,
+    encryptor: Encryptor,
+    now: datetime,
+) -> Created:
+    """Precancel in one call, for callers that hold a session (tests, scripts)."""
+    from stayflow.apps.repository import get_app_by_public_id
+
+    app = get_app_by_public_id(db, request.app_id)
+    info = None
+    if app is not None:
+        info = AppInfo(
+            app.id, app.app_id, apps_service.app_secret(encryptor, app), read_settings(app)
+        )
+    row, token = prepare_session(info, request, origin, now)
+    insert_session(db, row)
+    return Created(row["session_id"], token)
 
 
 # --- the page's state ---------------------------------------------------------

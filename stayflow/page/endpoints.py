@@ -85,6 +85,8 @@ Body = Annotated[ActionBody, Depends(action_body)]
 
 def _security_headers(nonce: str, form_targets: list[str]) -> dict[str, str]:
     origins = sorted({_origin(u) for u in form_targets if _origin(u)})
+    if any(u.startswith("mailto:") for u in form_targets):
+        origins.append("mailto:")
     return {
         "Content-Security-Policy": (
             "default-src 'none'; "

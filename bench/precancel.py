@@ -1,0 +1,335 @@
+"""Precancel throughput: `stayflow serve` creating cancel sessions vs a bare FastAPI endpoint.
+
+    python bench/precancel.py [--requests 5000] [--concurrency 32] [--backends sqlite,postgres]
+
+For each backend, starts `stayflow serve` (uvicorn, one process, access log off) on
+127.0.0.1 with a fresh database and app, and drives POST /precancel with signed
+requests for distinct subscriptions from concurrent clients. In the same run, the
+same load goes to a bare FastAPI app returning constant JSON, served the same way
+(uvicorn, one process, access log off). Prints requests/s, p50 and p99 latency and
+the ratio; the goal is precancel >= 40% of the bare endpoint's throughput.
+
+The load is bounded in count (--requests) and time (--max-seconds); everything
+listens on 127.0.0.1 only. The client runs on the same machine and shares its cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+SECRET = "bench-" + "k" * 40
+ORIGIN = "https://app.example.com"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer within {timeout}s")
+
+
+def bare_app() -> Any:
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    constant = {"valid": True, "url": "http://127.0.0.1/c/constant", "session_id": "cs_constant"}
+
+    @app.post("/precancel")
+    def precancel() -> dict[str, Any]:
+        return constant
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def serve_bare(port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(bare_app(), host="127.0.0.1", port=port, log_config=None, access_log=False)
+
+
+@dataclass
+class Result:
+    name: str
+    ok: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rps(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    def line(self) -> str:
+        return (
+            f"{self.name:<28} {self.rps:8.0f} req/s   p50 {self.pct(0.50):6.1f} ms   "
+            f"p99 {self.pct(0.99):6.1f} ms   ok {self.ok}  errors {self.errors}"
+        )
+
+
+def bodies(app_id: str, app_secret: str, count: int) -> list[bytes]:
+    out = []
+    run = secrets.token_hex(3)
+    for i in range(count):
+        sub = f"sub_bench_{run}_{i}"
+        signature = hmac.new(app_secret.encode(), sub.encode(), hashlib.sha256).hexdigest()
+        body = {
+            "app_id": app_id,
+            "subscription_id": sub,
+            "auth_hash": signature,
+            "email": f"user{i}@example.com",
+            "save_return_url": f"{ORIGIN}/account",
+            "cancel_confirmation_url": f"{ORIGIN}/goodbye",
+            "account": {"internal_id": str(i)},
+            "custom": {"seats": i % 10, "last_login": "2026-11-01"},
+        }
+        out.append(json.dumps(body).encode())
+    return out
+
+
+class Connection:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams: cheap enough that the load
+    generator is not what limits the numbers (httpx's async client costs more per request
+    than the bare endpoint does)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nOrigin: {ORIGIN}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        await self.writer.drain()
+        status_line = await self.reader.readline()
+        status = int(status_line.split()[1])
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def load(
+    name: str, url: str, payloads: list[bytes], concurrency: int, max_seconds: float
+) -> Result:
+    parts = httpx.URL(url)
+    latencies: list[float] = []
+    errors = 0
+    index = 0
+    deadline = time.perf_counter() + max_seconds
+
+    async def worker() -> None:
+        nonlocal index, errors
+        conn = Connection(parts.host, parts.port or 80)
+        try:
+            while index < len(payloads) and time.perf_counter() < deadline:
+                body = payloads[index]
+                index += 1
+                started = time.perf_counter()
+                try:
+                    status, answer = await asyncio.wait_for(conn.post(parts.path, body), 30)
+                    ok = status == 200 and json.loads(answer).get("valid") is True
+                except (TimeoutError, OSError, ValueError, asyncio.IncompleteReadError):
+                    conn.close()
+                    conn = Connection(parts.host, parts.port or 80)
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    errors += 1
+        finally:
+            conn.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return Result(name, len(latencies), errors, elapsed, latencies)
+
+
+def run_load(name: str, url: str, payloads: list[bytes], args: argparse.Namespace) -> Result:
+    warm = payloads[: args.warmup]
+    asyncio.run(load(name, url, warm, args.concurrency, args.max_seconds))
+    return asyncio.run(load(name, url, payloads[args.warmup :], args.concurrency, args.max_seconds))
+
+
+def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+def database(backend: str, folder: Path) -> tuple[str, Any]:
+    if backend == "sqlite":
+        return f"sqlite:///{folder / 'bench.db'}", None
+    from sqlalchemy import create_engine, text
+
+    name = f"stayflow_bench_{secrets.token_hex(4)}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", drop
+
+
+def bench_precancel(backend: str, args: argparse.Namespace) -> Result:
+    with tempfile.TemporaryDirectory() as tmp:
+        url, drop = database(backend, Path(tmp))
+        port = free_port()
+        env = {
+            **os.environ,
+            "STAYFLOW_DATABASE_URL": url,
+            "STAYFLOW_SECRET_KEY": SECRET,
+            "STAYFLOW_BASE_URL": f"http://127.0.0.1:{port}",
+            "STAYFLOW_LOG_LEVEL": "WARNING",
+        }
+        cli = [sys.executable, "-m", "stayflow.cli.main"]
+        created = subprocess.run(
+            [*cli, "apps", "create", "bench", "--json"], env=env, capture_output=True, check=True
+        )
+        app = json.loads(created.stdout)
+        server = start([*cli, "serve", "--host", "127.0.0.1", "--port", str(port)], env)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_http(f"{base}/js/stayflow.js")
+            headers = {"Authorization": f"Bearer {app['api_key']}"}
+            httpx.patch(
+                f"{base}/api/v1/cancel-flow/settings",
+                json={"allowed_origins": [ORIGIN]},
+                headers=headers,
+            ).raise_for_status()
+            payloads = bodies(app["app_id"], app["app_secret"], args.requests + args.warmup)
+            result = run_load(f"precancel ({backend})", f"{base}/precancel", payloads, args)
+            listed = httpx.get(
+                f"{base}/api/v1/cancel-sessions?limit=1", headers=headers, timeout=10
+            ).json()
+            if result.ok and not listed["data"]:
+                raise SystemExit("precancel answered but no session was stored")
+        finally:
+            stop(server)
+            if drop:
+                drop()
+        return result
+
+
+def bench_bare(args: argparse.Namespace) -> Result:
+    port = free_port()
+    proc = start(
+        [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(port)], {**os.environ}
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        payloads = bodies("app_bare", "secret", args.requests + args.warmup)
+        return run_load(
+            "bare FastAPI (constant)", f"http://127.0.0.1:{port}/precancel", payloads, args
+        )
+    finally:
+        stop(proc)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=5000, help="measured requests per target")
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="per target")
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_bare:
+        serve_bare(args.serve_bare)
+        return
+    print(
+        f"requests={args.requests} concurrency={args.concurrency} cores={os.cpu_count()} "
+        f"(client and servers share the machine)"
+    )
+    # Bare runs before, between and after: the ratio uses the two around each precancel run,
+    # so a machine that gets busier or quieter during the run skews it less.
+    bares = [bench_bare(args)]
+    print(bares[0].line())
+    for backend in args.backends.split(","):
+        result = bench_precancel(backend.strip(), args)
+        bares.append(bench_bare(args))
+        print(result.line())
+        print(bares[-1].line())
+        reference = (bares[-2].rps + bares[-1].rps) / 2
+        ratio = result.rps / reference if reference else 0.0
+        verdict = "meets" if ratio >= 0.40 else "BELOW"
+        print(
+            f"  precancel ({backend}) / bare (mean of the runs around it, {reference:.0f} req/s): "
+            f"{ratio:.0%} ({verdict} the 40% goal)"
+        )
+
+
+if __name__ == "__main__":
+    main()

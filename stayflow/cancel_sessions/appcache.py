@@ -1,0 +1,75 @@
+"""What precancel needs to know about an app, cached for a few seconds per process.
+
+Precancel is the hot path (every click on a Cancel link), so it reads the app,
+its settings and its decrypted secret from here instead of the database. A
+settings change made through this process is seen at once (``invalidate``);
+other processes see it within ``TTL_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from stayflow.apps import service as apps_service
+from stayflow.apps.repository import get_app_by_public_id
+from stayflow.cancel_sessions.settings import CancelFlowSettings
+from stayflow.cancel_sessions.settings import read as read_settings
+from stayflow.crypto import Encryptor
+
+TTL_SECONDS = 5.0
+MAX_ENTRIES = 10_000
+
+
+@dataclass(frozen=True)
+class AppInfo:
+    pk: int
+    app_id: str
+    secret: str
+    settings: CancelFlowSettings
+
+
+class PrecancelApps:
+    def __init__(
+        self, session_factory: sessionmaker[Session], encryptor: Encryptor, ttl: float = TTL_SECONDS
+    ) -> None:
+        self.session_factory = session_factory
+        self.encryptor = encryptor
+        self.ttl = ttl
+        self._entries: OrderedDict[str, tuple[float, AppInfo | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def cached(self, app_id: str) -> tuple[bool, AppInfo | None]:
+        """(hit, info); info None on a hit means: no such app (also cached, briefly)."""
+        with self._lock:
+            entry = self._entries.get(app_id)
+            if entry is None or entry[0] < time.monotonic():
+                return False, None
+            return True, entry[1]
+
+    def load(self, app_id: str) -> AppInfo | None:
+        """Read from the database (blocking: call it from a worker thread) and cache."""
+        with self.session_factory() as db:
+            app = get_app_by_public_id(db, app_id)
+            info = None
+            if app is not None:
+                info = AppInfo(
+                    app.id,
+                    app.app_id,
+                    apps_service.app_secret(self.encryptor, app),
+                    read_settings(app),
+                )
+        with self._lock:
+            self._entries[app_id] = (time.monotonic() + self.ttl, info)
+            self._entries.move_to_end(app_id)
+            while len(self._entries) > MAX_ENTRIES:
+                self._entries.popitem(last=False)
+        return info
+
+    def invalidate(self, app_id: str) -> None:
+        with self._lock:
+            self._entries.pop(app_id, None)
