@@ -1,0 +1,114 @@
+"""Group commit for precancel, and the app cache: concurrency, bad rows, invalidation."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from stayflow.apps.models import App
+from stayflow.cancel_sessions.models import CancelSession
+from stayflow.cancel_sessions.writer import SessionWriter
+from stayflow.db import utcnow
+from tests.cancel_flow.helpers import configure, precancel_body
+
+
+def row(app_pk: int, n: int, session_id: str | None = None) -> dict:
+    now = utcnow()
+    return {
+        "session_id": session_id or f"cs_w{n:06d}",
+        "app_pk": app_pk,
+        "token_hash": f"{n:064d}",
+        "subscription_id": f"sub_{n}",
+        "signed": True,
+        "request_fields": {"n": n},
+        "enriched_fields": {},
+        "locale": None,
+        "save_return_url": "https://app.example.com/a",
+        "cancel_confirmation_url": "https://app.example.com/b",
+        "flow": {},
+        "offers_shown": [],
+        "created_at": now,
+        "expires_at": now + timedelta(hours=1),
+        "abandon_at": now + timedelta(hours=1),
+    }
+
+
+def count(session_factory) -> int:
+    with session_factory() as db:
+        return int(db.scalar(select(func.count()).select_from(CancelSession)))
+
+
+def test_concurrent_writes_share_commits_and_a_bad_row_fails_alone(engine, session_factory, owner):
+    with session_factory() as db:
+        app_pk = db.scalar(select(App.id).where(App.app_id == owner.app_id))
+    writer = SessionWriter(engine)
+
+    async def main():
+        rows = [row(app_pk, n) for n in range(200)]
+        rows.append(row(app_pk, 999, session_id="cs_w000007"))  # duplicates a session_id
+        return await asyncio.gather(*(writer.write(r) for r in rows), return_exceptions=True)
+
+    results = asyncio.run(main())
+    failures = [r for r in results if isinstance(r, Exception)]
+    assert len(failures) == 1  # only the duplicate; the rows batched with it are stored
+    assert count(session_factory) == 200
+    with session_factory() as db:
+        stored = db.scalar(select(CancelSession).where(CancelSession.session_id == "cs_w000007"))
+        assert stored.subscription_id == "sub_7" and stored.offers_shown == []
+        assert stored.created_at.tzinfo is not None
+
+
+def test_writer_thread_ends_when_idle_and_comes_back(engine, session_factory, owner, monkeypatch):
+    import stayflow.cancel_sessions.writer as writer_module
+
+    monkeypatch.setattr(writer_module, "IDLE_SECONDS", 0.1)
+    with session_factory() as db:
+        app_pk = db.scalar(select(App.id).where(App.app_id == owner.app_id))
+    writer = SessionWriter(engine)
+    asyncio.run(writer.write(row(app_pk, 1)))
+    thread = writer._thread
+    assert thread is not None
+    thread.join(timeout=5)
+    assert not thread.is_alive() and writer._thread is None
+    asyncio.run(writer.write(row(app_pk, 2)))
+    assert count(session_factory) == 2
+
+
+def test_many_concurrent_precancels(client, owner, session_factory):
+    configure(client, owner)
+
+    def hit(n: int) -> int:
+        body = precancel_body(owner, subscription_id=f"sub_c{n}")
+        return client.post("/precancel", json=body).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(hit, range(64)))
+    assert codes == [200] * 64
+    assert count(session_factory) == 64
+
+
+def test_settings_changes_reach_precancel_at_once(client, owner):
+    configure(client, owner)
+    body = precancel_body(owner)
+    body.pop("auth_hash")
+    assert client.post("/precancel", json=body).status_code == 401  # now cached
+    configure(client, owner, allow_unsigned_precancel=True)
+    assert client.post("/precancel", json=body).status_code == 200
+    configure(client, owner, allow_unsigned_precancel=False)
+    assert client.post("/precancel", json=body).status_code == 401
+
+
+@pytest.mark.parametrize("app_id", ["", "x" * 41, "app_unknown"])
+def test_unknown_apps_are_404_or_400(client, app_id):
+    body = {
+        "app_id": app_id,
+        "subscription_id": "s",
+        "save_return_url": "x",
+        "cancel_confirmation_url": "y",
+    }
+    response = client.post("/precancel", json=body)
+    assert response.status_code in (400, 404) and response.json()["valid"] is False
