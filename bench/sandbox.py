@@ -151,6 +151,7 @@ def retrieve_concurrent(target: Target, n: int, mode: str) -> float:
 def grow(target: Target, size: int, step: int, budget: float) -> list[tuple[int, float]]:
     """Create subscriptions up to ``size``; writes/s for each step of ``step`` creates."""
     rates = []
+    target.raw.close()  # reconnects on the next request (localstripe drops idle connections)
     deadline = time.monotonic() + budget
     while len(target.subs) < size and time.monotonic() < deadline:
         batch = min(step, size - len(target.subs))
