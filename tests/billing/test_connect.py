@@ -97,6 +97,8 @@ def test_a_restricted_key_reports_exactly_which_permission_each_use_case_misses(
     assert not cases["enrichment"]["ready"] and not cases["cancels"]["ready"]
     assert body["permissions"]["webhook_endpoints:write"]["granted"] is False
     assert "rak_webhook_write" in body["permissions"]["webhook_endpoints:write"]["message"]
+    # Stripe's messages name the key (masked); ours never carry it in any form.
+    assert "rk_test_" not in response.text
     # It may not write webhook endpoints: none registered, and the status says what to do.
     assert body["webhooks"]["configured"] is False
     assert "webhook_secret" in body["webhooks"]["note"]

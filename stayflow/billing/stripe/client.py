@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
@@ -114,9 +115,13 @@ def _raw_json(obj: stripe.StripeObject) -> dict[str, Any]:
     return encoded
 
 
+_KEY_IN_TEXT = re.compile(r"\b(?:sk|rk|pk)_(?:test|live)_[A-Za-z0-9*]+")
+
+
 def _translate(exc: stripe.StripeError) -> BillingError:
-    """Stripe's error classes into ours; the key never appears in a message."""
+    """Stripe's error classes into ours; no key, not even Stripe's masked form, in a message."""
     message = exc.user_message or str(exc) or exc.__class__.__name__
+    message = _KEY_IN_TEXT.sub("[key]", message)
     if isinstance(exc, stripe.APIConnectionError):
         # The SDK's own text ends with a support address; say what happened instead.
         cause = "timed out" if "timeout" in message.lower() else "connection failed"
