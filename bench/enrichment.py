@@ -13,10 +13,10 @@ in-process worker) on 127.0.0.1 with a fresh database and three apps:
 
 The sandbox answers every API request after ``--latency-ms`` (300 ms: a realistic Stripe
 round trip) during the measured phases. One session = ``POST /precancel`` + the first
-``GET /c/<token>`` (JSON), where enrichment runs; sessions run one after another so the
-figures are latencies, not queueing. Stripe calls per session are read back from each
-session record (``enrichment.stripe_calls``). Goal: 0 Stripe calls and p99 under 2x of
-``none`` when the mirror is fresh.
+``GET /c/<token>`` (JSON), where enrichment runs; by default sessions run one after another
+so the figures are latencies, not queueing (``--concurrency N`` runs N at a time). Stripe
+calls per session are read back from each session record (``enrichment.stripe_calls``).
+Goal: 0 Stripe calls and p99 under 2x of ``none`` when the mirror is fresh.
 
 Bounded in count (--sessions) and time (--max-seconds per phase); everything listens on
 127.0.0.1 only.
@@ -173,14 +173,15 @@ def run_phase(
     app: dict[str, str],
     subscriptions: list[str],
     max_seconds: float,
+    concurrency: int = 1,
 ) -> Phase:
     phase = Phase(name)
     session_ids: list[str] = []
     deadline = time.monotonic() + max_seconds
-    for sub_id in subscriptions:
+
+    def one(sub_id: str) -> tuple[float, str] | None:
         if time.monotonic() > deadline:
-            print(f"  {name}: stopped after {max_seconds}s", file=sys.stderr)
-            break
+            return None
         auth = hmac.new(app["app_secret"].encode(), sub_id.encode(), hashlib.sha256).hexdigest()
         body = {
             "app_id": app["app_id"],
@@ -195,8 +196,15 @@ def run_phase(
         token = answer.json()["url"].rsplit("/c/", 1)[1]
         page = api.get(f"/c/{token}", headers={"Accept": "application/json"})
         page.raise_for_status()
-        phase.seconds.append(time.perf_counter() - started)
-        session_ids.append(page.json()["session_id"])
+        return time.perf_counter() - started, str(page.json()["session_id"])
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        for done in pool.map(one, subscriptions):
+            if done is not None:
+                phase.seconds.append(done[0])
+                session_ids.append(done[1])
+    if len(session_ids) < len(subscriptions):
+        print(f"  {name}: stopped after {max_seconds}s", file=sys.stderr)
     headers = {"Authorization": f"Bearer {app['api_key']}"}
     for session_id in session_ids:
         record = api.get(f"/api/v1/cancel-sessions/{session_id}", headers=headers).json()
@@ -215,9 +223,14 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=300.0)
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--max-seconds", type=float, default=300.0)
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="Sessions at once (1: pure latency)."
+    )
     args = parser.parse_args()
     if not 1 <= args.sessions <= 5000:
         raise SystemExit("--sessions must be 1..5000")
+    if not 1 <= args.concurrency <= 64:
+        raise SystemExit("--concurrency must be 1..64")
 
     workdir = Path(tempfile.mkdtemp(prefix="stayflow-bench-enrichment-"))
     pg_name: str | None = None
@@ -288,15 +301,17 @@ def main() -> None:
         run_phase("warmup", api, apps["mirror"], warm_mirror, args.max_seconds)
         run_phase("warmup", api, apps["live"], warm_live, args.max_seconds)
 
+        c = args.concurrency
         phases = [
-            run_phase("none", api, apps["none"], mirror_subs, args.max_seconds),
-            run_phase("mirror", api, apps["mirror"], mirror_subs, args.max_seconds),
-            run_phase("live", api, apps["live"], live_subs, args.max_seconds),
+            run_phase("none", api, apps["none"], mirror_subs, args.max_seconds, c),
+            run_phase("mirror", api, apps["mirror"], mirror_subs, args.max_seconds, c),
+            run_phase("live", api, apps["live"], live_subs, args.max_seconds, c),
         ]
         sandbox.set_latency(0)
         print(
             f"\nenrichment at first page view, {args.backend}, sandbox latency "
-            f"{args.latency_ms:.0f} ms, sequential sessions (precancel + GET /c/<token>):"
+            f"{args.latency_ms:.0f} ms, {args.concurrency} session(s) at a time "
+            "(precancel + GET /c/<token>):"
         )
         for phase in phases:
             print("  " + phase.line())
