@@ -107,28 +107,31 @@ class Env:
         sessions.ensure_assigned(db, cs, app, NoEnrichment(), now)
         return cs
 
-    def accept(self, subscription_id: str, offer_id: str) -> str:
-        """A subscriber accepts an offer; returns the session id (job enqueued, committed)."""
-        with transaction(self.factory) as db:
-            cs = self._session(db, subscription_id)
-            sessions.accept_offer(db, cs, sessions.snapshot(cs), offer_id, utcnow())
-            return cs.session_id
+    def accept(self, subscription_id: str, offer_id: str, db: Session | None = None) -> str:
+        """A subscriber accepts an offer; returns the session id (job enqueued, committed,
+        or written in ``db`` when given)."""
+        if db is None:
+            with transaction(self.factory) as own:
+                return self.accept(subscription_id, offer_id, own)
+        cs = self._session(db, subscription_id)
+        sessions.accept_offer(db, cs, sessions.snapshot(cs), offer_id, utcnow())
+        return cs.session_id
 
     def cancel(
-        self, subscription_id: str, reason_id: str = "too_expensive", comment: str | None = None
+        self,
+        subscription_id: str,
+        reason_id: str = "too_expensive",
+        comment: str | None = None,
+        db: Session | None = None,
     ) -> str:
-        with transaction(self.factory) as db:
-            cs = self._session(db, subscription_id)
-            sessions.cancel(
-                db,
-                cs,
-                sessions.snapshot(cs),
-                CancelFlowSettings(),
-                reason_id,
-                comment,
-                utcnow(),
-            )
-            return cs.session_id
+        if db is None:
+            with transaction(self.factory) as own:
+                return self.cancel(subscription_id, reason_id, comment, own)
+        cs = self._session(db, subscription_id)
+        sessions.cancel(
+            db, cs, sessions.snapshot(cs), CancelFlowSettings(), reason_id, comment, utcnow()
+        )
+        return cs.session_id
 
     def job_errors(self) -> list[str]:
         from stayflow.jobs.models import Job

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from stayflow.billing.actions.config import action_settings
 from stayflow.billing.actions.models import BillingAction
 from stayflow.billing.actions.plans import discount_coupons, item_prices
+from stayflow.db import transaction
 from stayflow.jobs.models import DEAD, QUEUED, RUNNING, Job
 from stayflow.sandbox import Sandbox
 from stayflow.settings import Settings
@@ -126,9 +127,15 @@ def test_500_actions_through_faults_apply_exactly_once(
         what = whats[i % len(whats)]
         plan.append((ends if what == "cancel_end" else saves, what, sub.id))
     sessions: dict[str, tuple[str, str]] = {}
-    for env, what, sub_id in plan:
-        session_id = env.cancel(sub_id) if what.startswith("cancel") else env.accept(sub_id, what)
-        sessions[session_id] = (what, sub_id)
+    for start in range(0, len(plan), 50):  # 50 outcomes (and their jobs) per transaction
+        with transaction(session_factory) as db:
+            for env, what, sub_id in plan[start : start + 50]:
+                session_id = (
+                    env.cancel(sub_id, db=db)
+                    if what.startswith("cancel")
+                    else env.accept(sub_id, what, db=db)
+                )
+                sessions[session_id] = (what, sub_id)
 
     setup = time.monotonic() - t0
     _inject_faults(sandbox, hang_seconds=TIMEOUT + 1.0)
