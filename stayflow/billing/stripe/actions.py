@@ -30,6 +30,7 @@ from stayflow.billing.provider import (
     SubscriptionChange,
 )
 from stayflow.billing.stripe.client import (
+    _KEY_IN_TEXT,
     STRIPE_CALLS,
     _raw_json,
     _translate,
@@ -57,7 +58,8 @@ def _retry_after(exc: stripe.StripeError) -> float | None:
 def translate(exc: stripe.StripeError) -> BillingError:
     """Like the adapter's translation, plus 409 / Retry-After / idempotency conflicts."""
     if isinstance(exc, stripe.IdempotencyError):
-        return BillingIdempotencyConflict(exc.user_message or str(exc))
+        message = _KEY_IN_TEXT.sub("[key]", exc.user_message or str(exc))
+        return BillingIdempotencyConflict(message)
     found = _translate(exc)
     if isinstance(found, BillingUnavailable) or (exc.http_status or 0) == 409:
         return BillingBusy(found.message, retry_after=_retry_after(exc))
