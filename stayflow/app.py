@@ -107,7 +107,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.state.session_factory = session_factory
     app.state.encryptor = Encryptor(settings.secret_key)
     app.state.services = {"settings": settings, "encryptor": app.state.encryptor}
-    app.state.services["enricher"] = StripeEnricher(settings, app.state.encryptor)
+    app.state.services["enricher"] = StripeEnricher(settings, app.state.encryptor, session_factory)
     app.state.metrics = Metrics(session_factory)
     app.state.worker = None
     install_error_handlers(app)

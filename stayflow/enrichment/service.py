@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from stayflow.billing import repository as billing_repository
 from stayflow.billing import service as billing_service
@@ -29,6 +29,7 @@ from stayflow.billing.provider import (
 from stayflow.billing.schemas import StripeSetup
 from stayflow.billing.stripe.convert import subscription_from
 from stayflow.crypto import DecryptionError, Encryptor
+from stayflow.db import transaction
 from stayflow.enrichment import repository
 from stayflow.enrichment.flatten import flatten_mapping, flatten_subscription
 from stayflow.enrichment.models import FieldMapping
@@ -140,33 +141,46 @@ def apply_mappings(mappings: Sequence[FieldMapping], sources: Mapping[str, Any])
 # --- finding the subscription --------------------------------------------------------------
 
 
-def lookup_subscription(
+@dataclass
+class _Plan:
+    """What a lookup must do, decided from the database alone."""
+
+    done: Lookup | None = None  # the answer, when no Stripe call is needed
+    key: str | None = None
+    has_row: bool = False
+
+
+def _plan(
     db: Session,
     app_pk: int,
     subscription_id: str | None,
-    settings: Settings,
     encryptor: Encryptor,
     *,
-    timeout: float | None = None,
-    require_enabled: bool = True,
-) -> Lookup:
-    """The mirror row when fresh (0 Stripe calls), else one live read that refreshes it."""
+    require_enabled: bool,
+) -> _Plan:
     conn = billing_repository.get_connection_by_app_pk(db, app_pk)
     try:
         key = billing_service.connected_key(encryptor, conn)
     except DecryptionError:
-        return Lookup(None, "none", "key_unreadable")
+        return _Plan(Lookup(None, "none", "key_unreadable"))
     if key is None or conn is None:
-        return Lookup(None, "none", "not_connected")
+        return _Plan(Lookup(None, "none", "not_connected"))
     if require_enabled and not StripeSetup.model_validate(conn.setup or {}).enrichment:
-        return Lookup(None, "none", "disabled")
+        return _Plan(Lookup(None, "none", "disabled"))
     if not subscription_id:
-        return Lookup(None, "none", "no_subscription_id")
+        return _Plan(Lookup(None, "none", "no_subscription_id"))
     if not SUBSCRIPTION_ID.match(subscription_id):
-        return Lookup(None, "none", "invalid_subscription_id")
+        return _Plan(Lookup(None, "none", "invalid_subscription_id"))
     row = mirror_repository.get_subscription(db, app_pk, subscription_id)
     if row is not None and mirror_service.is_fresh(row, conn):
-        return Lookup(subscription_from(mirror_service.assemble(db, row)), "mirror")
+        return _Plan(Lookup(subscription_from(mirror_service.assemble(db, row)), "mirror"))
+    return _Plan(None, key, row is not None)
+
+
+def _live(
+    settings: Settings, key: str, subscription_id: str, timeout: float | None
+) -> tuple[Lookup, dict[str, Any] | None]:
+    """One retrieve with a short timeout and no retries: a subscriber is waiting."""
     provider = billing_service.make_provider(
         settings, key, timeout=timeout or billing_settings().stripe_timeout, retries=0
     )
@@ -174,7 +188,7 @@ def lookup_subscription(
     try:
         fetched = provider.retrieve_subscription(subscription_id)
     except BillingObjectMissing:
-        return Lookup(None, "none", "subscription_not_found", provider.calls)
+        reason = "subscription_not_found"
     except BillingUnavailable:
         reason = "stripe_unavailable"
     except BillingPermissionDenied:
@@ -184,17 +198,82 @@ def lookup_subscription(
     except BillingError:
         reason = "stripe_error"
     else:
-        mirror_service.store_live(db, app_pk, fetched.raw)
-        return Lookup(fetched.subscription, "live", None, provider.calls)
-    if row is not None:
-        # Better an older copy than nothing: the subscriber still sees their plan.
-        return Lookup(
-            subscription_from(mirror_service.assemble(db, row)),
-            "stale_mirror",
-            reason,
-            provider.calls,
-        )
-    return Lookup(None, "none", reason, provider.calls)
+        return Lookup(fetched.subscription, "live", None, provider.calls), fetched.raw
+    return Lookup(None, "none", reason, provider.calls), None
+
+
+def _settle(
+    db: Session, app_pk: int, subscription_id: str, found: Lookup, raw: dict[str, Any] | None
+) -> Lookup:
+    """Store a live result in the mirror; after a failure, prefer an older copy to nothing."""
+    if raw is not None:
+        mirror_service.store_live(db, app_pk, raw)
+        return found
+    if found.reason != "subscription_not_found":
+        row = mirror_repository.get_subscription(db, app_pk, subscription_id)
+        if row is not None:
+            # Better an older copy than nothing: the subscriber still sees their plan.
+            return Lookup(
+                subscription_from(mirror_service.assemble(db, row)),
+                "stale_mirror",
+                found.reason,
+                found.stripe_calls,
+            )
+    return found
+
+
+def lookup_subscription(
+    db: Session,
+    app_pk: int,
+    subscription_id: str | None,
+    settings: Settings,
+    encryptor: Encryptor,
+    *,
+    timeout: float | None = None,
+    require_enabled: bool = True,
+    prefetched: Lookup | None = None,
+) -> Lookup:
+    """The mirror row when fresh (0 Stripe calls), else one live read that refreshes it.
+
+    ``prefetched`` is the outcome of ``prefetch`` for this subscription: its live read was
+    made outside any transaction and is not made again.
+    """
+    if prefetched is not None and subscription_id:
+        if prefetched.subscription is not None:
+            return prefetched
+        return _settle(db, app_pk, subscription_id, prefetched, None)
+    plan = _plan(db, app_pk, subscription_id, encryptor, require_enabled=require_enabled)
+    if plan.done is not None:
+        return plan.done
+    assert plan.key is not None and subscription_id
+    found, raw = _live(settings, plan.key, subscription_id, timeout)
+    return _settle(db, app_pk, subscription_id, found, raw)
+
+
+def prefetch(
+    factory: sessionmaker[Session],
+    app_pk: int,
+    subscription_id: str | None,
+    settings: Settings,
+    encryptor: Encryptor,
+) -> Lookup | None:
+    """Make enrichment's live read, when one is needed, without holding a transaction.
+
+    On SQLite a session's first statement takes the write lock (BEGIN IMMEDIATE), so a live
+    read made inside a request's transaction holds every writer back for up to the Stripe
+    timeout. Here the database is read in one short session, Stripe is asked with no
+    session open, and the result is stored in another short one. Returns the live outcome
+    (pass it to ``lookup_subscription``), or None when no Stripe call was needed.
+    """
+    with factory() as db:
+        plan = _plan(db, app_pk, subscription_id, encryptor, require_enabled=True)
+    if plan.done is not None or plan.key is None or not subscription_id:
+        return None
+    found, raw = _live(settings, plan.key, subscription_id, None)
+    if raw is not None:
+        with transaction(factory) as db:
+            mirror_service.store_live(db, app_pk, raw)
+    return found
 
 
 # --- the whole enrichment ----------------------------------------------------------------------
@@ -208,9 +287,12 @@ def enrich(
     encryptor: Encryptor,
     *,
     request_fields: Mapping[str, Any] | None = None,
+    prefetched: Lookup | None = None,
 ) -> dict[str, Any]:
     """Dotted source fields + mapped fields + ``enrichment.*`` saying where they came from."""
-    found = lookup_subscription(db, app_pk, subscription_id, settings, encryptor)
+    found = lookup_subscription(
+        db, app_pk, subscription_id, settings, encryptor, prefetched=prefetched
+    )
     fields: dict[str, Any] = {}
     if found.subscription is not None:
         fields.update(flatten_subscription(found.subscription))
@@ -226,6 +308,9 @@ def enrich(
             fields["enrichment.missing_fields"] = mapped.missing
     fields["enrichment.source"] = "fallback" if found.subscription is None else found.source
     fields["enrichment.stripe_calls"] = found.stripe_calls
+    if prefetched is not None:
+        # The live read happened before the page's transaction (no lock held meanwhile).
+        fields["enrichment.prefetched"] = True
     if found.reason:
         fields["enrichment.reason"] = found.reason
     if found.reason or (mappings and fields.get("enrichment.failed_conversions")):

@@ -217,6 +217,11 @@ def show_page(
 ) -> Response:
     as_json = wants_json(request)
     state = None
+    # Enrichment's live Stripe read (if any) before this request's transaction begins, so
+    # no database lock is held while Stripe answers (see StripeEnricher.prefetch_for_token).
+    prefetch = getattr(request.app.state.services.get("enricher"), "prefetch_for_token", None)
+    if prefetch is not None:
+        prefetch(token)
     try:
         state = page_service.load(
             db, token, request.app.state.services, request.headers.get("accept-language"), utcnow()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from stayflow.billing.stripe.client import STRIPE_CALLS
 from tests.billing.helpers import connect
 from tests.cancel_flow.helpers import apply_flows, configure, start_session
 
@@ -58,12 +59,14 @@ def test_enriched_and_mapped_fields_drive_the_audience_and_are_recorded(
     assert fields["seats"] == 3
     assert "bad" not in fields and fields["enrichment.failed_conversions"] == 1
     assert fields["enrichment.source"] == "live"
+    assert fields["enrichment.prefetched"] is True  # read before the page's transaction
     assert fields["subscription.plan.product.name"] == "Annual"
 
     # The next visit reads the mirror the first one refreshed.
     again = _session(stripe_api, owner, start_session(stripe_api, owner, subscription_id=sub.id))
     assert again["enriched_fields"]["enrichment.source"] == "mirror"
     assert again["enriched_fields"]["enrichment.stripe_calls"] == 0
+    assert "enrichment.prefetched" not in again["enriched_fields"]
 
 
 def test_an_unknown_subscription_gets_the_default_experience_and_the_reason(
@@ -90,7 +93,11 @@ def test_stripe_down_still_opens_the_page_with_the_default_experience(
         {"customer": make_paying_customer().id, "items": [{"price": yearly.id}]}
     )
     token = start_session(stripe_api, owner, subscription_id=sub.id)
+    before = STRIPE_CALLS.value
     with sandbox.faulty("hang", seconds=5, times=None):
         record = _session(stripe_api, owner, token)
     assert record["experience_id"] == "default"
     assert record["enriched_fields"]["enrichment.reason"] == "stripe_unavailable"
+    # Asked once, before the page's transaction (prefetch); enrich() did not ask again.
+    assert STRIPE_CALLS.value - before == 1
+    assert record["enriched_fields"]["enrichment.prefetched"] is True
