@@ -8,9 +8,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from stayflow.jobs.worker import JobContext
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from stayflow.jobs.worker import ClaimedJob, JobContext
 
 Handler = Callable[["JobContext"], None]
+# Called once when a job goes dead, with the session factory, the job and the last error.
+DeadHook = Callable[["sessionmaker[Session]", "ClaimedJob", str], None]
 
 # Modules whose import registers handlers; each domain adds its own ``tasks`` module here.
 HANDLER_MODULES: list[str] = [
@@ -28,6 +32,7 @@ class HandlerSpec:
     max_attempts: int | None = None
     backoff_base: float = 2.0
     backoff_max: float = 3600.0
+    on_dead: DeadHook | None = None
 
 
 @dataclass(frozen=True)
@@ -50,9 +55,12 @@ class Registry:
         max_attempts: int | None = None,
         backoff_base: float = 2.0,
         backoff_max: float = 3600.0,
+        on_dead: DeadHook | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(func: Handler) -> Handler:
-            self.handlers[name] = HandlerSpec(name, func, max_attempts, backoff_base, backoff_max)
+            self.handlers[name] = HandlerSpec(
+                name, func, max_attempts, backoff_base, backoff_max, on_dead
+            )
             return func
 
         return register

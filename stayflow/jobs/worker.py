@@ -59,7 +59,7 @@ class ClaimedJob:
 class JobContext:
     db: Session
     job: ClaimedJob
-    worker: Worker
+    worker: JobExecutor
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -83,7 +83,165 @@ def backoff_delay(attempt: int, base: float, cap: float) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-class Worker:
+class JobExecutor:
+    """Runs claimed jobs and records their outcomes; no threads of its own.
+
+    ``Worker`` adds the claiming loops; a request that runs its own job at once (the billing
+    actions' first attempt) uses an executor directly with ``claim_unique``.
+    """
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        *,
+        lease_seconds: float = 60.0,
+        worker_id: str | None = None,
+        registry: Registry | None = None,
+        services: dict[str, Any] | None = None,
+    ) -> None:
+        self.session_factory = session_factory
+        self.lease = timedelta(seconds=lease_seconds)
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.registry = registry or load_handlers()
+        # Shared objects handlers may need (settings, encryptor, clients), by name.
+        self.services: dict[str, Any] = services or {}
+        self._held: set[int] = set()
+        self._held_lock = threading.Lock()
+        self.processed = 0
+        self._processed_lock = threading.Lock()
+
+    def claim_unique(self, unique_key: str) -> ClaimedJob | None:
+        """Claim the queued job with this unique key, if no one else has it."""
+        now = utcnow()
+        with self.session_factory() as db:
+            row = db.execute(
+                update(Job)
+                .where(Job.unique_key == unique_key, Job.status == QUEUED)
+                .values(
+                    status=RUNNING,
+                    locked_by=self.worker_id,
+                    locked_until=now + self.lease,
+                    attempts=Job.attempts + 1,
+                )
+                .returning(
+                    Job.id, Job.name, Job.payload, Job.attempts, Job.max_attempts, Job.app_pk
+                )
+                .execution_options(synchronize_session=False)
+            ).first()
+            db.commit()
+        if row is None:
+            return None
+        with self._held_lock:
+            self._held.add(row[0])
+        return ClaimedJob(row[0], row[1], dict(row[2] or {}), row[3], row[4], row[5])
+
+    def _forget(self, jobs: list[ClaimedJob]) -> None:
+        with self._held_lock:
+            self._held.difference_update(j.id for j in jobs)
+
+    # --- running -------------------------------------------------------------
+
+    def execute(self, job: ClaimedJob) -> str:
+        """Run one claimed job and record its outcome; returns the resulting status."""
+        try:
+            return self._execute(job)
+        finally:
+            self._forget([job])
+            with self._processed_lock:
+                self.processed += 1
+
+    def _execute(self, job: ClaimedJob) -> str:
+        spec = self.registry.get(job.name)
+        if spec is None:
+            return self._fail(job, f"no handler registered for {job.name!r}", permanent=True)
+        if job.attempts > job.max_attempts:
+            return self._fail(job, "lease expired on the last attempt", permanent=True)
+        started = time.monotonic()
+        db = self.session_factory()
+        try:
+            spec.func(JobContext(db=db, job=job, worker=self))
+            _relax_durability(db)
+            finished = db.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.locked_by == self.worker_id)
+                .values(
+                    status=SUCCEEDED,
+                    finished_at=utcnow(),
+                    locked_by=None,
+                    locked_until=None,
+                    last_error=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if finished.rowcount != 1:  # type: ignore[attr-defined]
+                # Our lease ran out and another worker owns the job now: undo our work.
+                db.rollback()
+                log.warning("jobs.lease_lost", extra={"job_id": job.id, "job": job.name})
+                return RUNNING
+            db.commit()
+        except RetryLater as exc:
+            db.rollback()
+            return self._fail(job, str(exc) or "retry requested", delay=exc.delay)
+        except PermanentFailure as exc:
+            db.rollback()
+            return self._fail(job, str(exc) or exc.__class__.__name__, permanent=True)
+        except Exception as exc:
+            db.rollback()
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            log.warning("jobs.failed", extra={"job_id": job.id, "job": job.name, "error": detail})
+            return self._fail(job, detail)
+        finally:
+            db.close()
+        log.debug(
+            "jobs.succeeded",
+            extra={
+                "job_id": job.id,
+                "job": job.name,
+                "ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )
+        return SUCCEEDED
+
+    def _fail(
+        self, job: ClaimedJob, error: str, *, permanent: bool = False, delay: float | None = None
+    ) -> str:
+        spec = self.registry.get(job.name)
+        base, cap = (spec.backoff_base, spec.backoff_max) if spec else (2.0, 3600.0)
+        now = utcnow()
+        dead = permanent or job.attempts >= job.max_attempts
+        values: dict[str, Any] = {
+            "locked_by": None,
+            "locked_until": None,
+            "last_error": error[:4000],
+        }
+        if dead:
+            values.update(status=DEAD, finished_at=now)
+        else:
+            wait = delay if delay is not None else backoff_delay(job.attempts, base, cap)
+            values.update(status=QUEUED, run_at=now + timedelta(seconds=max(0.0, wait)))
+        with self.session_factory() as db:
+            _relax_durability(db)
+            changed = db.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.locked_by == self.worker_id)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            db.commit()
+        if not dead:
+            return QUEUED
+        log.error("jobs.dead", extra={"job_id": job.id, "job": job.name, "error": error[:500]})
+        if spec is not None and spec.on_dead is not None and changed.rowcount == 1:  # type: ignore[attr-defined]
+            # However the job died (a handler's last failure, a lease lost on its last
+            # attempt), its domain hears of it once, to record and report the failure.
+            try:
+                spec.on_dead(self.session_factory, job, error)
+            except Exception:
+                log.exception("jobs.on_dead_failed", extra={"job_id": job.id, "job": job.name})
+        return DEAD
+
+
+class Worker(JobExecutor):
     def __init__(
         self,
         session_factory: sessionmaker[Session],
@@ -98,23 +256,20 @@ class Worker:
     ) -> None:
         if concurrency < 1 or batch_size < 1:
             raise ValueError("concurrency and batch_size must be at least 1")
-        self.session_factory = session_factory
+        super().__init__(
+            session_factory,
+            lease_seconds=lease_seconds,
+            worker_id=worker_id,
+            registry=registry,
+            services=services,
+        )
         self.concurrency = concurrency
         self.batch_size = batch_size
         self.poll_interval = poll_interval
-        self.lease = timedelta(seconds=lease_seconds)
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        self.registry = registry or load_handlers()
-        # Shared objects handlers may need (settings, encryptor, clients), by name.
-        self.services: dict[str, Any] = services or {}
         self._stop = threading.Event()
         self._wake = threading.Condition()
         self._threads: list[threading.Thread] = []
-        self._held: set[int] = set()
-        self._held_lock = threading.Lock()
         self._last_buckets: dict[str, int] = {}
-        self.processed = 0
-        self._processed_lock = threading.Lock()
         event.listen(session_factory, "after_commit", self._after_commit)
 
     # --- lifecycle -----------------------------------------------------------
@@ -240,103 +395,6 @@ class Worker:
                 )
             db.commit()
         self._forget(jobs)
-
-    def _forget(self, jobs: list[ClaimedJob]) -> None:
-        with self._held_lock:
-            self._held.difference_update(j.id for j in jobs)
-
-    # --- running -------------------------------------------------------------
-
-    def execute(self, job: ClaimedJob) -> str:
-        """Run one claimed job and record its outcome; returns the resulting status."""
-        try:
-            return self._execute(job)
-        finally:
-            self._forget([job])
-            with self._processed_lock:
-                self.processed += 1
-
-    def _execute(self, job: ClaimedJob) -> str:
-        spec = self.registry.get(job.name)
-        if spec is None:
-            return self._fail(job, f"no handler registered for {job.name!r}", permanent=True)
-        if job.attempts > job.max_attempts:
-            return self._fail(job, "lease expired on the last attempt", permanent=True)
-        started = time.monotonic()
-        db = self.session_factory()
-        try:
-            spec.func(JobContext(db=db, job=job, worker=self))
-            _relax_durability(db)
-            finished = db.execute(
-                update(Job)
-                .where(Job.id == job.id, Job.locked_by == self.worker_id)
-                .values(
-                    status=SUCCEEDED,
-                    finished_at=utcnow(),
-                    locked_by=None,
-                    locked_until=None,
-                    last_error=None,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if finished.rowcount != 1:  # type: ignore[attr-defined]
-                # Our lease ran out and another worker owns the job now: undo our work.
-                db.rollback()
-                log.warning("jobs.lease_lost", extra={"job_id": job.id, "job": job.name})
-                return RUNNING
-            db.commit()
-        except RetryLater as exc:
-            db.rollback()
-            return self._fail(job, str(exc) or "retry requested", delay=exc.delay)
-        except PermanentFailure as exc:
-            db.rollback()
-            return self._fail(job, str(exc) or exc.__class__.__name__, permanent=True)
-        except Exception as exc:
-            db.rollback()
-            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            log.warning("jobs.failed", extra={"job_id": job.id, "job": job.name, "error": detail})
-            return self._fail(job, detail)
-        finally:
-            db.close()
-        log.debug(
-            "jobs.succeeded",
-            extra={
-                "job_id": job.id,
-                "job": job.name,
-                "ms": round((time.monotonic() - started) * 1000, 1),
-            },
-        )
-        return SUCCEEDED
-
-    def _fail(
-        self, job: ClaimedJob, error: str, *, permanent: bool = False, delay: float | None = None
-    ) -> str:
-        spec = self.registry.get(job.name)
-        base, cap = (spec.backoff_base, spec.backoff_max) if spec else (2.0, 3600.0)
-        now = utcnow()
-        dead = permanent or job.attempts >= job.max_attempts
-        values: dict[str, Any] = {
-            "locked_by": None,
-            "locked_until": None,
-            "last_error": error[:4000],
-        }
-        if dead:
-            values.update(status=DEAD, finished_at=now)
-        else:
-            wait = delay if delay is not None else backoff_delay(job.attempts, base, cap)
-            values.update(status=QUEUED, run_at=now + timedelta(seconds=max(0.0, wait)))
-        with self.session_factory() as db:
-            _relax_durability(db)
-            db.execute(
-                update(Job)
-                .where(Job.id == job.id, Job.locked_by == self.worker_id)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            db.commit()
-        if dead:
-            log.error("jobs.dead", extra={"job_id": job.id, "job": job.name, "error": error[:500]})
-        return DEAD if dead else QUEUED
 
     # --- loops ---------------------------------------------------------------
 

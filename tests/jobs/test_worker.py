@@ -319,3 +319,36 @@ def test_in_process_worker_is_woken_by_a_commit(session_factory, registry, effec
     finally:
         worker.stop(timeout=10)
     _wait_for(lambda: _jobs(session_factory)[0].status == SUCCEEDED, 5, "the job to be marked done")
+
+
+def test_on_dead_hears_of_every_death_once(session_factory, tmp_path):
+    """A handler's last failure, and a lease lost on the last attempt, both reach on_dead."""
+    heard: list[tuple[int, str]] = []
+    hooks = Registry()
+
+    def fail(ctx) -> None:
+        raise RuntimeError("stripe said no")
+
+    hooks.handler("test.doomed", on_dead=lambda factory, job, error: heard.append((job.id, error)))(
+        fail
+    )
+    with transaction(session_factory) as db:
+        failing = enqueue(db, "test.doomed", max_attempts=1)
+        abandoned = enqueue(db, "test.doomed", max_attempts=1, delay=timedelta(hours=1))
+    Worker(session_factory, registry=hooks).run_until_idle()
+    assert heard == [(failing.id, "RuntimeError: stripe said no")]
+
+    # A worker claims the second job on its last attempt, then dies without a word.
+    with session_factory() as db:
+        db.execute(
+            text("UPDATE jobs SET run_at = :now WHERE id = :id"),
+            {"now": utcnow(), "id": abandoned.id},
+        )
+        db.commit()
+    doomed_worker = Worker(session_factory, registry=hooks, lease_seconds=0.05)
+    assert [j.id for j in doomed_worker.claim(1)] == [abandoned.id]
+    time.sleep(0.1)
+    Worker(session_factory, registry=hooks).run_until_idle()
+    assert heard[1] == (abandoned.id, "lease expired on the last attempt")
+    assert len(heard) == 2
+    assert {j.status for j in _jobs(session_factory)} == {DEAD}

@@ -10,11 +10,9 @@ being processed (never an error inviting a second click).
 from __future__ import annotations
 
 import secrets
-import threading
-from datetime import timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from stayflow.billing.actions.models import APPLIED, FAILED, SKIPPED, BillingAction
@@ -23,54 +21,12 @@ from stayflow.billing.actions.tasks import (
     CANCEL_SUBSCRIPTION_JOB,
     INLINE_WORKER_PREFIX,
 )
-from stayflow.db import utcnow
-from stayflow.jobs.models import QUEUED, RUNNING, Job
+from stayflow.jobs.models import Job
 from stayflow.jobs.registry import load_handlers
-from stayflow.jobs.worker import ClaimedJob, Worker
+from stayflow.jobs.worker import JobExecutor
 
 Status = Literal["done", "processing", "failed", "none"]
 INLINE_LEASE_SECONDS = 30.0
-
-
-class _InlineRunner(Worker):
-    """The job runner's execute/record logic for one job claimed in a request.
-
-    No threads, and no session-factory listener (``Worker.__init__`` adds one, and requests
-    adding and removing listeners concurrently would race): only what ``execute`` uses.
-    """
-
-    def __init__(
-        self, factory: sessionmaker[Session], services: dict[str, Any], worker_id: str
-    ) -> None:
-        self.session_factory = factory
-        self.services = services
-        self.worker_id = worker_id
-        self.registry = load_handlers()
-        self._held: set[int] = set()
-        self._held_lock = threading.Lock()
-        self.processed = 0
-        self._processed_lock = threading.Lock()
-
-
-def _claim(factory: sessionmaker[Session], unique_key: str, worker_id: str) -> ClaimedJob | None:
-    now = utcnow()
-    with factory() as db:
-        row = db.execute(
-            update(Job)
-            .where(Job.unique_key == unique_key, Job.status == QUEUED)
-            .values(
-                status=RUNNING,
-                locked_by=worker_id,
-                locked_until=now + timedelta(seconds=INLINE_LEASE_SECONDS),
-                attempts=Job.attempts + 1,
-            )
-            .returning(Job.id, Job.name, Job.payload, Job.attempts, Job.max_attempts, Job.app_pk)
-            .execution_options(synchronize_session=False)
-        ).first()
-        db.commit()
-    if row is None:
-        return None
-    return ClaimedJob(row[0], row[1], dict(row[2] or {}), row[3], row[4], row[5])
 
 
 def action_status(db: Session, session_id: str, kind: str) -> Status:
@@ -98,9 +54,16 @@ def try_now(
     """
     job_name = APPLY_OFFER_JOB if kind == "apply_offer" else CANCEL_SUBSCRIPTION_JOB
     worker_id = f"{INLINE_WORKER_PREFIX}{secrets.token_hex(6)}"
-    job = _claim(factory, f"{job_name}:{session_id}", worker_id)
+    runner = JobExecutor(
+        factory,
+        lease_seconds=INLINE_LEASE_SECONDS,
+        worker_id=worker_id,
+        registry=load_handlers(),
+        services=services,
+    )
+    job = runner.claim_unique(f"{job_name}:{session_id}")
     if job is not None:
-        _InlineRunner(factory, services, worker_id).execute(job)
+        runner.execute(job)
     with factory() as db:
         return action_status(db, session_id, kind)
 

@@ -246,6 +246,14 @@ def mark_failed(factory: sessionmaker[Session], action_id: int, message: str) ->
     log.warning("billing.action.failed", extra={"action_id": action_id, "error": message[:500]})
 
 
+def mark_failed_if_pending(factory: sessionmaker[Session], action_id: int, message: str) -> None:
+    """Mark failed only an action nothing has settled yet (applied, skipped or failed)."""
+    with factory() as db:
+        status = db.scalar(select(BillingAction.status).where(BillingAction.id == action_id))
+    if status == PENDING:
+        mark_failed(factory, action_id, message)
+
+
 def note_error(factory: sessionmaker[Session], action_id: int, message: str) -> None:
     with factory() as db:
         row = db.get(BillingAction, action_id)

@@ -16,7 +16,7 @@ from stayflow.billing.actions import service
 from stayflow.billing.actions.config import action_settings
 from stayflow.billing.actions.models import APPLY_OFFER, CANCEL
 from stayflow.jobs.registry import registry
-from stayflow.jobs.worker import JobContext, PermanentFailure, RetryLater
+from stayflow.jobs.worker import ClaimedJob, JobContext, PermanentFailure, RetryLater
 
 APPLY_OFFER_JOB = "billing.apply_offer"
 CANCEL_SUBSCRIPTION_JOB = "billing.cancel_subscription"
@@ -81,11 +81,23 @@ def _action_id(factory: sessionmaker[Session], payload: dict[str, Any], kind: st
         )
 
 
+def _on_dead(kind: str) -> Callable[[sessionmaker[Session], ClaimedJob, str], None]:
+    def on_dead(factory: sessionmaker[Session], job: ClaimedJob, error: str) -> None:
+        # The handler marks its own last failure; this catches the deaths it never sees
+        # (a worker that died on the last attempt), so no action stays pending for ever.
+        action_id = _action_id(factory, job.payload, kind)
+        if action_id is not None:
+            service.mark_failed_if_pending(factory, action_id, f"job dead: {error}")
+
+    return on_dead
+
+
 @registry.handler(
     APPLY_OFFER_JOB,
     max_attempts=_cfg.max_attempts,
     backoff_base=_cfg.backoff_base,
     backoff_max=_cfg.backoff_max,
+    on_dead=_on_dead(APPLY_OFFER),
 )
 def apply_offer(ctx: JobContext) -> None:
     _run(ctx, APPLY_OFFER, service.apply_offer)
@@ -96,6 +108,7 @@ def apply_offer(ctx: JobContext) -> None:
     max_attempts=_cfg.max_attempts,
     backoff_base=_cfg.backoff_base,
     backoff_max=_cfg.backoff_max,
+    on_dead=_on_dead(CANCEL),
 )
 def cancel_subscription(ctx: JobContext) -> None:
     _run(ctx, CANCEL, service.cancel_subscription)
