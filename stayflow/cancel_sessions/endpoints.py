@@ -33,7 +33,7 @@ from stayflow.errors import BadRequest, NotFound
 public_router = APIRouter(tags=["precancel"])
 admin_router = APIRouter(prefix="/api/v1", tags=["cancel sessions"])
 
-MAX_BODY_BYTES = 65_536
+MAX_BODY_BYTES = 20_000
 SNIPPET_PATH = Path(__file__).parent / "static" / "stayflow.js"
 _PRECANCEL_BODY = {
     "requestBody": {

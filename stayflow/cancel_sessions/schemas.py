@@ -5,8 +5,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-MAX_FIELDS_BYTES = 16_384
-
 
 class PrecancelRequest(BaseModel):
     """What the snippet's ``handleData`` receives; other top-level fields are kept as given."""
