@@ -34,6 +34,19 @@ class Route:
 
 
 @dataclass
+class Prepared:
+    """A request that passed routing, keys and validation, ready to run."""
+
+    route: Route
+    args: list[str]
+    params: Params
+    api_key: str
+    idempotency_key: str | None
+    record: IdempotentResult | None
+    request_id: str
+
+
+@dataclass
 class Response:
     status: int
     body: bytes
@@ -204,6 +217,15 @@ class App:
         self.faults = faults or Faults()
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
+        """Answer one request at once (in-process callers; the server uses the two phases)."""
+        prepared = self.prepare(method, target, headers, body)
+        return prepared if isinstance(prepared, Response) else self.execute(prepared)
+
+    def prepare(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> Response | Prepared:
+        """Route, authenticate, validate and claim the Idempotency-Key; an answer if that is
+        already the end (an error, a replay, a control route), else what to execute."""
         path, _, query = target.partition("?")
         request_id = "req_" + self.em.state.ids.token(14)
         if path.startswith("/_sandbox/"):
@@ -225,11 +247,11 @@ class App:
             )
         route, args = found
         try:
-            return self._api(route, args, method, path, query, headers, body, request_id)
+            return self._prepare(route, args, method, path, query, headers, body, request_id)
         except StripeError as err:
             return error_response(err, request_id)
 
-    def _api(
+    def _prepare(
         self,
         route: Route,
         args: list[str],
@@ -239,7 +261,7 @@ class App:
         headers: dict[str, str],
         body: bytes,
         request_id: str,
-    ) -> Response:
+    ) -> Response | Prepared:
         em = self.em
         with em.lock:
             if em.state.due and em.state.due[0][0] <= em.clock.now():
@@ -267,11 +289,21 @@ class App:
                             "Idempotent-Replayed": "true",
                         },
                     )
+                # Claimed now, answered after any latency: a concurrent request with the same
+                # key meanwhile gets Stripe's 409.
                 record = IdempotentResult(fingerprint, 0, b"", time.time(), in_flight=True)
                 em.state.idempotency[(key, idem_key)] = record
+            return Prepared(route, args, params, key, idem_key, record, request_id)
+
+    def execute(self, prepared: Prepared) -> Response:
+        em = self.em
+        route, params, record = prepared.route, prepared.params, prepared.record
+        request_id, idem_key = prepared.request_id, prepared.idempotency_key
+        slot = (prepared.api_key, idem_key or "")
+        with em.lock:
             ctx = Ctx(request_id=request_id, idempotency_key=idem_key)
             try:
-                result = route.handler(em, ctx, params, *args)
+                result = route.handler(em, ctx, params, *prepared.args)
                 result = em.expand(result, params.get("expand"))
             except StripeError as err:
                 response = error_response(err, request_id)
@@ -279,11 +311,11 @@ class App:
                     if err.status == 402:  # the request ran: keep its answer
                         record.status, record.body, record.in_flight = 402, response.body, False
                     else:
-                        em.state.idempotency.pop((key, idem_key or ""), None)
+                        em.state.idempotency.pop(slot, None)
                 return response
             except BaseException:
                 if record is not None:
-                    em.state.idempotency.pop((key, idem_key or ""), None)
+                    em.state.idempotency.pop(slot, None)
                 raise
             em.commit(ctx)
             out = _json(result)

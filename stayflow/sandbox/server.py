@@ -21,7 +21,7 @@ from typing import Any
 import httptools
 import httpx
 
-from stayflow.sandbox.api import App, Response, error_response
+from stayflow.sandbox.api import App, Prepared, Response, error_response
 from stayflow.sandbox.emulator import Delivery, Emulator
 from stayflow.sandbox.errors import api_error, rate_limited
 from stayflow.sandbox.store import Obj
@@ -183,10 +183,15 @@ class Server:
         if self.http is not None:
             await self.http.aclose()
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def _execute_later(self, prepared: Prepared, delay: float) -> Response:
+        await asyncio.sleep(delay)
+        return self.app.execute(prepared)
 
     async def serve(self, conn: _Connection, request: _Request) -> bool:
         """Answer one request; False closes the connection."""
@@ -197,10 +202,6 @@ class Server:
             conn._write(error_response(rate_limited(), "req_ratelimited"), keep)
             return keep
         rules = faults.pick(request.method, request.target.partition("?")[0]) if api else []
-        delay = faults.latency if api else 0.0
-        delay += sum(r.seconds for r in rules if r.kind == "latency")
-        if delay:
-            await asyncio.sleep(delay)
         for rule in rules:
             if rule.after:
                 continue
@@ -214,9 +215,20 @@ class Server:
             if rule.kind == "error":
                 conn._write(self._injected(rule.status), keep)
                 return keep
-        response = self.app.handle(
+        prepared = self.app.prepare(
             request.method, request.target, request.headers, bytes(request.body)
         )
+        if isinstance(prepared, Response):
+            response = prepared
+        else:
+            # Latency falls between claiming the Idempotency-Key and running the request, as
+            # time spent inside Stripe would: a concurrent retry with the same key sees a 409.
+            delay = faults.latency + sum(r.seconds for r in rules if r.kind == "latency")
+            if delay:
+                # Shielded: a client that gives up does not stop a request Stripe accepted.
+                response = await asyncio.shield(self._spawn(self._execute_later(prepared, delay)))
+            else:
+                response = self.app.execute(prepared)
         self._deliver_outbox()
         for rule in rules:
             if not rule.after:

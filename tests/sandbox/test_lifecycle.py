@@ -402,3 +402,50 @@ def test_subprocess_mode() -> None:
     with Sandbox.start(subprocess=True) as sb:
         assert sb.client().v1.customers.create({}).id.startswith("cus_")
         assert sb.advance_clock(60) >= int(time.time()) + 59
+
+
+def test_concurrent_same_idempotency_key_gets_409(sandbox: Sandbox) -> None:
+    sandbox.set_latency(400)
+    headers = {"Authorization": f"Bearer {sandbox.secret_key}", "Idempotency-Key": "same-key"}
+    results: list[httpx.Response] = []
+
+    def post() -> None:
+        results.append(
+            httpx.post(
+                f"{sandbox.url}/v1/customers",
+                data={"email": "c@example.com"},
+                headers=headers,
+                timeout=10,
+            )
+        )
+
+    first = threading.Thread(target=post)
+    first.start()
+    time.sleep(0.15)
+    post()  # while the first is still running
+    first.join(10)
+    assert sorted(r.status_code for r in results) == [200, 409]
+    conflict = next(r for r in results if r.status_code == 409)
+    assert conflict.json()["error"]["type"] == "idempotency_error"
+    assert conflict.headers["stripe-should-retry"] == "true"
+    sandbox.set_latency(0)
+    again = httpx.post(
+        f"{sandbox.url}/v1/customers", data={"email": "c@example.com"}, headers=headers
+    )
+    assert again.headers["idempotent-replayed"] == "true"
+    created = next(r for r in results if r.status_code == 200).json()
+    assert again.json()["id"] == created["id"]
+    assert len(sandbox.client().v1.customers.list().data) == 1
+
+
+def test_client_timeout_does_not_stop_the_request(sandbox: Sandbox) -> None:
+    sandbox.set_latency(600)
+    client = sandbox.client(http_client=stripe.RequestsClient(timeout=0.2))
+    with pytest.raises(stripe.APIConnectionError):
+        client.v1.customers.create({"email": "slow@example.com"})
+    sandbox.set_latency(0)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not sandbox.client().v1.customers.list().data:
+        time.sleep(0.1)
+    # as on Stripe, the request the client gave up on still ran
+    assert [c.email for c in sandbox.client().v1.customers.list().data] == ["slow@example.com"]
