@@ -6,7 +6,8 @@ status an api_error with that code), ``hang`` (hold the request ``seconds``, the
 ``drop`` (close the connection without answering) or ``latency`` (wait ``seconds`` first).
 With ``after=True`` the request runs first and its answer is lost (error or drop): the case an
 Idempotency-Key exists for. ``times`` bounds how many requests a rule hits; ``rate`` makes it
-hit a random fraction of matching requests (seeded, so runs repeat).
+hit a random fraction of matching requests (seeded, so runs repeat). ``retry_after`` adds a
+``Retry-After`` header to an error answer (the SDK waits that long before its retry).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Rule:
     times: int | None = 1
     rate: float | None = None
     after: bool = False
+    retry_after: float | None = None  # error faults: a Retry-After header (seconds)
     id: int = 0
     hits: int = 0
 
@@ -58,7 +60,17 @@ class Faults:
         kind = spec.get("kind")
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}")
-        allowed = {"kind", "status", "seconds", "method", "path", "times", "rate", "after"}
+        allowed = {
+            "kind",
+            "status",
+            "seconds",
+            "method",
+            "path",
+            "times",
+            "rate",
+            "after",
+            "retry_after",
+        }
         unknown = set(spec) - allowed
         if unknown:
             raise ValueError(f"unknown fault fields: {', '.join(sorted(unknown))}")

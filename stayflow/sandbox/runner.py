@@ -289,9 +289,11 @@ class Sandbox:
         times: int | None = 1,
         rate: float | None = None,
         after: bool = False,
+        retry_after: float | None = None,
     ) -> int:
         """Make matching API requests fail: ``error`` (status 500/429/...), ``hang``, ``drop``,
-        ``latency``; ``after=True`` runs the request and loses the answer."""
+        ``latency``; ``after=True`` runs the request and loses the answer; ``retry_after`` adds
+        a ``Retry-After`` header to an error."""
         rule = {
             "kind": kind,
             "status": status,
@@ -301,6 +303,7 @@ class Sandbox:
             "times": times,
             "rate": rate,
             "after": after,
+            "retry_after": retry_after,
         }
         return int(self._call("POST", "/_sandbox/faults", rule)["id"])
 

@@ -24,6 +24,7 @@ import httpx
 from stayflow.sandbox.api import App, Prepared, Response, error_response
 from stayflow.sandbox.emulator import Delivery, Emulator
 from stayflow.sandbox.errors import api_error, rate_limited
+from stayflow.sandbox.faults import Rule
 from stayflow.sandbox.store import Obj
 
 log = logging.getLogger("stayflow.sandbox")
@@ -213,7 +214,7 @@ class Server:
                 conn._abort()
                 return False
             if rule.kind == "error":
-                conn._write(self._injected(rule.status), keep)
+                conn._write(self._injected(rule), keep)
                 return keep
         prepared = self.app.prepare(
             request.method, request.target, request.headers, bytes(request.body)
@@ -239,17 +240,20 @@ class Server:
                 conn._abort()
                 return False
             if rule.kind == "error":
-                conn._write(self._injected(rule.status), keep)
+                conn._write(self._injected(rule), keep)
                 return keep
         conn._write(response, keep)
         return keep
 
     @staticmethod
-    def _injected(status: int) -> Response:
-        if status == 429:
-            return error_response(rate_limited(), "req_injected")
-        err = api_error()
-        err.status = status
+    def _injected(rule: Rule) -> Response:
+        if rule.status == 429:
+            err = rate_limited()
+        else:
+            err = api_error()
+            err.status = rule.status
+        if rule.retry_after is not None:
+            err.headers["Retry-After"] = f"{rule.retry_after:g}"
         return error_response(err, "req_injected")
 
     # -- time and webhooks ----------------------------------------------------------------------

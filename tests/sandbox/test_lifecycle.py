@@ -449,3 +449,14 @@ def test_client_timeout_does_not_stop_the_request(sandbox: Sandbox) -> None:
         time.sleep(0.1)
     # as on Stripe, the request the client gave up on still ran
     assert [c.email for c in sandbox.client().v1.customers.list().data] == ["slow@example.com"]
+
+
+def test_injected_error_with_retry_after(sandbox: Sandbox) -> None:
+    sandbox.inject_fault("error", status=429, retry_after=7, times=1)
+    with pytest.raises(stripe.RateLimitError) as err:
+        sandbox.client().v1.customers.list()
+    assert err.value.headers is not None and err.value.headers["retry-after"] == "7"
+    sandbox.inject_fault("error", status=503, retry_after=1.5, times=1)
+    with pytest.raises(stripe.APIError) as api:
+        sandbox.client().v1.customers.list()
+    assert api.value.http_status == 503 and api.value.headers["retry-after"] == "1.5"
