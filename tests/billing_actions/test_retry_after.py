@@ -1,24 +1,22 @@
-"""Retry-After is honoured. The sandbox's 429s carry no Retry-After header, so this is the one
-fault made here by hand: a real ``stripe.RateLimitError`` with the header (translation), and
-a writer registered in WRITER_FACTORIES that answers with it (the job's next run)."""
+"""Retry-After is honoured: the sandbox answers Stripe's 429 with the header, and the job
+waits as long as it says before its next run."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import timedelta
 
-import pytest
 import stripe
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from stayflow.billing.actions import service
 from stayflow.billing.provider import BillingBusy, BillingIdempotencyConflict
 from stayflow.billing.stripe.actions import translate
 from stayflow.db import utcnow
 from stayflow.jobs.models import QUEUED, Job
+from stayflow.sandbox import Sandbox
 from stayflow.settings import Settings
-from tests.billing_actions.helpers import make_env
+from tests.billing_actions.helpers import make_env, retrieve
 from tests.conftest import Tenant
 
 
@@ -33,35 +31,24 @@ def test_translation_keeps_retry_after_and_spots_idempotency_conflicts() -> None
     assert isinstance(reused, BillingIdempotencyConflict)
 
 
-class _RateLimitedWriter:
-    """Answers every call like Stripe's rate limiter with Retry-After: 30."""
-
-    def __getattr__(self, name: str) -> object:
-        def call(*args: object, **kwargs: object) -> object:
-            raise BillingBusy("Stripe rate limit", retry_after=30.0)
-
-        return call
-
-
-@pytest.fixture
-def rate_limited_writer() -> Iterator[None]:
-    saved = dict(service.WRITER_FACTORIES)
-    service.WRITER_FACTORIES["stripe"] = lambda settings, key, timeout: _RateLimitedWriter()  # type: ignore[assignment,return-value]
-    yield
-    service.WRITER_FACTORIES.clear()
-    service.WRITER_FACTORIES.update(saved)
-
-
 def test_job_waits_as_long_as_retry_after_says(
     session_factory: sessionmaker[Session],
-    settings: Settings,
+    stripe_settings: Settings,
     owner: Tenant,
-    rate_limited_writer: None,
+    sandbox: Sandbox,
+    stripe_client: stripe.StripeClient,
+    make_paying_customer: Callable[..., stripe.Customer],
+    make_price: Callable[..., stripe.Price],
 ) -> None:
-    env = make_env(session_factory, settings, owner.app_id)
-    env.connect("sk_test_stayflow_sandbox")
+    env = make_env(session_factory, stripe_settings, owner.app_id)
+    env.connect(sandbox.secret_key)
     env.set_flows([])
-    session_id = env.cancel("sub_ratelimited")
+    customer = make_paying_customer()
+    sub = stripe_client.v1.subscriptions.create(
+        {"customer": customer.id, "items": [{"price": make_price(1500).id}]}
+    )
+    sandbox.inject_fault("error", status=429, retry_after=30, times=None, path="/v1/subscriptions*")
+    session_id = env.cancel(sub.id)
     env.run_jobs()
     with session_factory() as db:
         job = db.scalar(select(Job).where(Job.name == "billing.cancel_subscription"))
@@ -70,4 +57,6 @@ def test_job_waits_as_long_as_retry_after_says(
         wait = job.run_at - utcnow()
         assert timedelta(seconds=25) < wait <= timedelta(seconds=30)
     assert env.action(session_id).status == "pending"
-    assert "rate limit" in (env.action(session_id).error or "")
+    assert "rate limit" in (env.action(session_id).error or "").lower()
+    sandbox.clear_faults()
+    assert retrieve(stripe_client, sub.id)["status"] == "active"
