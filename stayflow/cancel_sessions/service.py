@@ -1,8 +1,8 @@
 """Cancel sessions: creating one (precancel), assigning its flow, and recording what happened.
 
-Never commits: the request dependency or the job runner does. An outcome and
-the billing job it causes are written in the same transaction (the outbox),
-so a billing job exists exactly when its outcome does.
+Never commits: the request dependency, precancel's writer (``writer.py``) or the job
+runner does. An outcome and the billing job it causes are written in the same
+transaction (the outbox), so a billing job exists exactly when its outcome does.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, or_, update
+from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
-from stayflow.apps import service as apps_service
 from stayflow.apps.models import App
 from stayflow.cancel_sessions import repository
 from stayflow.cancel_sessions.appcache import AppInfo
@@ -34,8 +33,6 @@ from stayflow.cancel_sessions.models import (
 )
 from stayflow.cancel_sessions.schemas import PrecancelRequest
 from stayflow.cancel_sessions.settings import CancelFlowSettings
-from stayflow.cancel_sessions.settings import read as read_settings
-from stayflow.crypto import Encryptor
 from stayflow.errors import BadRequest, Conflict, NotFound, StayflowError
 from stayflow.flows import service as flows_service
 from stayflow.flows.assignment import FlowSnapshot, choose, offers_for_reason
@@ -134,12 +131,6 @@ def csrf_valid(secret_key: str, cs: CancelSession, given: str | None) -> bool:
 # --- precancel ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Created:
-    session_id: str
-    token: str
-
-
 def check_origin(settings: CancelFlowSettings, origin: str | None) -> bool:
     """True when a browser origin may call precancel (no Origin: a server call, allowed)."""
     return origin is None or origin.rstrip("/").lower() in settings.allowed_origins
@@ -192,33 +183,6 @@ def prepare_session(
         "abandon_at": now + timedelta(minutes=settings.abandon_after_minutes),
     }
     return row, token
-
-
-def insert_session(db: Session | Connection, row: dict[str, Any]) -> None:
-    """One Core INSERT, no ORM bookkeeping: precancel's only database work."""
-    db.execute(insert(CancelSession), row)
-
-
-def create_session(
-    db: Session,
-    *,
-    request: PrecancelRequest,
-    origin: str | None,
-    encryptor: Encryptor,
-    now: datetime,
-) -> Created:
-    """Precancel in one call, for callers that hold a session (tests, scripts)."""
-    from stayflow.apps.repository import get_app_by_public_id
-
-    app = get_app_by_public_id(db, request.app_id)
-    info = None
-    if app is not None:
-        info = AppInfo(
-            app.id, app.app_id, apps_service.app_secret(encryptor, app), read_settings(app)
-        )
-    row, token = prepare_session(info, request, origin, now)
-    insert_session(db, row)
-    return Created(row["session_id"], token)
 
 
 # --- the page's state ---------------------------------------------------------
