@@ -157,6 +157,7 @@ def _plan(
     encryptor: Encryptor,
     *,
     require_enabled: bool,
+    assemble: bool = True,
 ) -> _Plan:
     conn = billing_repository.get_connection_by_app_pk(db, app_pk)
     try:
@@ -173,6 +174,8 @@ def _plan(
         return _Plan(Lookup(None, "none", "invalid_subscription_id"))
     row = mirror_repository.get_subscription(db, app_pk, subscription_id)
     if row is not None and mirror_service.is_fresh(row, conn):
+        if not assemble:  # the caller only asks whether Stripe is needed
+            return _Plan(Lookup(None, "mirror"))
         return _Plan(Lookup(subscription_from(mirror_service.assemble(db, row)), "mirror"))
     return _Plan(None, key, row is not None)
 
@@ -266,7 +269,7 @@ def prefetch(
     (pass it to ``lookup_subscription``), or None when no Stripe call was needed.
     """
     with factory() as db:
-        plan = _plan(db, app_pk, subscription_id, encryptor, require_enabled=True)
+        plan = _plan(db, app_pk, subscription_id, encryptor, require_enabled=True, assemble=False)
     if plan.done is not None or plan.key is None or not subscription_id:
         return None
     found, raw = _live(settings, plan.key, subscription_id, None)
