@@ -301,6 +301,21 @@ def _run_action(
         return JSONResponse(out.model_dump(mode="json", by_alias=True))
     if result is None:
         return RedirectResponse(f"/c/{token}", status_code=303)
+    if billing in ("processing", "failed") and not result.replayed:
+        # Stripe did not confirm within the request: the job goes on retrying (or the
+        # business is told it failed). Say the request is in hand, with no button that
+        # could send it twice, and let the subscriber go on.
+        gettext = state.gettext
+        return _html_message(
+            request,
+            200,
+            gettext("We are processing your request"),
+            gettext(
+                "We have received it and are finishing it now. You do not need to do anything else."
+            ),
+            locale=state.locale,
+            link=(gettext("Continue"), result.redirect_url),
+        )
     return RedirectResponse(result.redirect_url, status_code=303)
 
 

@@ -150,3 +150,45 @@ def test_page_hides_a_pause_that_would_cover_a_renewal(
     )
     assert answer.status_code == 200, answer.text
     assert [o["id"] for o in answer.json()["page"]["offers"]] == shown
+
+
+def test_html_page_says_processing_without_a_button_that_sends_it_twice(
+    setup: tuple[Env, str, str],
+    stripe_api: TestClient,
+    owner: Tenant,
+    sandbox: Sandbox,
+    stripe_client: stripe.StripeClient,
+) -> None:
+    _, sub_id, _ = setup
+    sandbox.inject_fault("error", status=500, times=None, path="/v1/subscriptions/*")
+    token = start_session(stripe_api, owner, subscription_id=sub_id)
+    csrf = stripe_api.get(f"/c/{token}", headers=JSON).json()["csrf_token"]
+    answer = stripe_api.post(
+        f"/c/{token}/cancel",
+        data={"reason_id": "too_expensive", "csrf_token": csrf},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 200, answer.text
+    assert "We are processing your request" in answer.text
+    assert "<form" not in answer.text and "<button" not in answer.text
+    confirmation = stripe_api.get(f"/c/{token}", headers=JSON).json()
+    assert confirmation["step"] == "finished"
+    sandbox.clear_faults()
+    assert retrieve(stripe_client, sub_id)["status"] == "active"
+    # Without a fault the same request redirects straight to the business's page.
+    first = retrieve(stripe_client, sub_id)
+    other = stripe_client.v1.subscriptions.create(
+        {
+            "customer": first["customer"],
+            "items": [{"price": first["items"]["data"][0]["price"]["id"]}],
+        }
+    ).id
+    token = start_session(stripe_api, owner, subscription_id=other)
+    csrf = stripe_api.get(f"/c/{token}", headers=JSON).json()["csrf_token"]
+    done = stripe_api.post(
+        f"/c/{token}/cancel",
+        data={"reason_id": "too_expensive", "csrf_token": csrf},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert retrieve(stripe_client, other)["status"] == "canceled"
