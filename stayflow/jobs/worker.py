@@ -407,9 +407,12 @@ class Worker(JobExecutor):
                 self._stop.wait(self.poll_interval)
                 continue
             if not jobs:
+                # Idle slots poll in turn, so together they ask the database about once per
+                # poll_interval, not once per slot (on SQLite each ask takes the write lock).
+                # A commit that enqueues in this process wakes them at once.
                 with self._wake:
                     if not self._stop.is_set():
-                        self._wake.wait(self.poll_interval)
+                        self._wake.wait(self.poll_interval * self.concurrency)
                 continue
             for index, job in enumerate(jobs):
                 if self._stop.is_set():
