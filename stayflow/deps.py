@@ -11,19 +11,13 @@ from sqlalchemy.orm import Session
 from stayflow.apps import service as apps_service
 from stayflow.apps.models import App
 from stayflow.crypto import Encryptor
+from stayflow.db import transaction
 from stayflow.settings import Settings
 
 
 def get_db(request: Request) -> Iterator[Session]:
-    session: Session = request.app.state.session_factory()
-    try:
+    with transaction(request.app.state.session_factory) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def get_settings(request: Request) -> Settings:
