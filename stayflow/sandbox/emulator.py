@@ -3,6 +3,7 @@ rendering with ``expand``, the schedule of time-driven transitions, keys and ide
 
 from __future__ import annotations
 
+import base64
 import heapq
 import json
 import threading
@@ -408,7 +409,15 @@ class Emulator:
                 "YOUR_SECRET_KEY').",
             )
         scheme, _, key = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not key:
+        if scheme.lower() == "basic" and key:
+            # Stripe also takes the key as the Basic user name (`curl -u sk_test_...:`).
+            try:
+                key = base64.b64decode(key.strip(), validate=True).decode().partition(":")[0]
+            except (ValueError, UnicodeDecodeError):
+                key = ""
+        elif scheme.lower() != "bearer":
+            key = ""
+        if not key:
             raise StripeError(401, "Invalid API Key provided: " + _redact(authorization))
         key = key.strip()
         if key.startswith("sk_test_"):

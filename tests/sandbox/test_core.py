@@ -383,3 +383,30 @@ def test_list_expand_and_price_filters(
             {"customer": paying.id, "items": [{"price": monthly.id}, {"price": yearly.id}]}
         )
     assert err.value.param == "items"
+
+
+def test_keys_by_bearer_or_basic_auth_as_stripe_takes_them(sandbox: Sandbox) -> None:
+    """`curl -u sk_test_...:` is how Stripe's own docs call the API."""
+    import base64
+    import json
+    import urllib.error
+    import urllib.request
+
+    def get(authorization: str | None) -> tuple[int, dict[str, object]]:
+        request = urllib.request.Request(f"{sandbox.url}/v1/customers")
+        if authorization is not None:
+            request.add_header("Authorization", authorization)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    basic = base64.b64encode(f"{sandbox.secret_key}:".encode()).decode()
+    assert get(f"Basic {basic}")[0] == 200
+    assert get(f"Bearer {sandbox.secret_key}")[0] == 200
+    for bad in ("Basic !!!", "Basic " + base64.b64encode(b"pk_test_x:").decode(), "Token x"):
+        status, body = get(bad)
+        assert status == 401 and "Invalid API Key" in str(body["error"])
+    status, body = get(None)
+    assert status == 401 and "did not provide an API key" in str(body["error"])
