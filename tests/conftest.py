@@ -14,6 +14,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -67,6 +68,34 @@ def pytest_report_header(config: pytest.Config) -> str:
         f"postgresql: NOT reachable at {PG_HOST}:{PG_PORT}; the PostgreSQL half of the suite is "
         "skipped (set STAYFLOW_REQUIRE_POSTGRES=1 to make that an error)"
     )
+
+
+def _needs_postgres(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    on_postgres = callspec is not None and callspec.params.get("database_url") == "postgres"
+    return on_postgres or item.get_closest_marker("postgres") is not None
+
+
+_NOT_RUN_WITHOUT_POSTGRES: list[str] = []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without PostgreSQL, leave its half out at once and say so in one line (not per test)."""
+    if _pg_ok() or os.environ.get("STAYFLOW_REQUIRE_POSTGRES") == "1":
+        return
+    left_out = [item for item in items if _needs_postgres(item)]
+    if left_out:
+        items[:] = [item for item in items if not _needs_postgres(item)]
+        config.hook.pytest_deselected(items=left_out)
+        _NOT_RUN_WITHOUT_POSTGRES.append(
+            f"PostgreSQL not reachable at {PG_HOST}:{PG_PORT}: its {len(left_out)} tests "
+            "were not run (STAYFLOW_REQUIRE_POSTGRES=1 makes that an error)"
+        )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in _NOT_RUN_WITHOUT_POSTGRES:
+        terminalreporter.write_line(line, yellow=True, bold=True)
 
 
 def require_postgres() -> None:
