@@ -264,6 +264,13 @@ class CouponState:
 
 
 @dataclass(frozen=True)
+class PromotionCodeState:
+    id: str
+    active: bool
+    coupon_id: str | None
+
+
+@dataclass(frozen=True)
 class PriceState:
     id: str
     active: bool
@@ -293,6 +300,8 @@ class BillingWriter(Protocol):
     def retrieve_subscription(self, subscription_id: str) -> FetchedSubscription: ...
 
     def retrieve_coupon(self, coupon_id: str) -> CouponState: ...
+
+    def retrieve_promotion_code(self, promotion_code_id: str) -> PromotionCodeState: ...
 
     def retrieve_price(self, price_id: str) -> PriceState: ...
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from stayflow.flows.copy import validate_copy
 from stayflow.flows.ids import Identifier
@@ -58,14 +58,30 @@ class OfferBase(OfferCopy):
 
 class DiscountOffer(OfferBase):
     type: Literal["discount"]
-    coupon: str = Field(
-        min_length=1, max_length=200, description="The billing provider's coupon id."
+    coupon: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The billing provider's coupon id (or give promotion_code instead).",
+    )
+    promotion_code: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="A Stripe promotion code id (promo_...), applied instead of a bare coupon: "
+        "its restrictions and redemption count apply.",
     )
     existing_discount: Literal["replace", "keep"] = Field(
         default="replace",
         description="A discount the subscription already has: replace it with this coupon "
         "(Stripe's discounts array replaces), or keep it and add this one.",
     )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DiscountOffer:
+        if (self.coupon is None) == (self.promotion_code is None):
+            raise ValueError("a discount offer needs exactly one of coupon or promotion_code")
+        return self
 
 
 class PauseOffer(OfferBase):

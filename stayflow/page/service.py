@@ -102,7 +102,9 @@ def _offer_defaults(
             _("A discount if you stay"),
             _("Keep everything you have today and pay less."),
             _("Accept the discount"),
-            {"coupon": offer.coupon},
+            {"promotion_code": offer.promotion_code}
+            if offer.promotion_code
+            else {"coupon": offer.coupon},
         )
     if offer.type == "pause":
         period = _period(ngettext, offer.duration, offer.interval)

@@ -177,3 +177,29 @@ def test_retries_running_out_fail_the_action_visibly(
     assert "gave up after retries" in (action.error or "")
     events = stripe_api.get("/api/v1/billing/events", headers=owner.headers).json()["data"]
     assert [e["type"] for e in events] == ["billing.action.failed"]
+
+
+def test_discount_offer_by_promotion_code_is_checked_when_saved(
+    env: Env, stripe_api: TestClient, owner: Tenant, stripe_client: stripe.StripeClient
+) -> None:
+    both = _put(
+        stripe_api,
+        owner,
+        [{"id": "off", "type": "discount", "coupon": "A", "promotion_code": "promo_1"}],
+    )
+    assert both.status_code == 422
+    assert "exactly one of coupon or promotion_code" in both.json()["error"]["message"]
+    neither = _put(stripe_api, owner, [{"id": "off", "type": "discount"}])
+    assert neither.status_code == 422
+    missing = _put(stripe_api, owner, [{"id": "off", "type": "discount", "promotion_code": "x"}])
+    assert missing.status_code == 400
+    assert "promotion code 'x' does not exist" in missing.json()["error"]["message"]
+    coupon = stripe_client.v1.coupons.create({"percent_off": 10, "duration": "once"}).id
+    promo = stripe_client.v1.promotion_codes.create(
+        {"promotion": {"type": "coupon", "coupon": coupon}, "active": False}
+    ).id
+    inactive = _put(stripe_api, owner, [{"id": "off", "type": "discount", "promotion_code": promo}])
+    assert inactive.status_code == 400 and "is not active" in inactive.json()["error"]["message"]
+    stripe_client.v1.promotion_codes.update(promo, {"active": True})
+    ok = _put(stripe_api, owner, [{"id": "off", "type": "discount", "promotion_code": promo}])
+    assert ok.status_code == 200, ok.text

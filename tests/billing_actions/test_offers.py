@@ -283,3 +283,41 @@ def test_offers_off_or_not_connected_sends_nothing(
 
 def test_now_is_aware_utc() -> None:
     assert add_interval(datetime(2026, 1, 31, tzinfo=UTC), 1, "month").day == 28
+
+
+def _promotion_code(client: stripe.StripeClient, coupon: str) -> str:
+    return client.v1.promotion_codes.create({"promotion": {"type": "coupon", "coupon": coupon}}).id
+
+
+@pytest.mark.parametrize("kind", ["monthly", "discounted"])
+def test_discount_by_promotion_code(
+    env: Env, stripe_client: stripe.StripeClient, make_subscription: Any, kind: str
+) -> None:
+    sub = make_subscription(kind)
+    coupon = _coupon(stripe_client)
+    promo = _promotion_code(stripe_client, coupon)
+    env.set_flows([{"id": "off", "type": "discount", "promotion_code": promo}])
+    session_id = env.accept(sub.id, "off")
+    env.run_jobs()
+    state = stripe_client.v1.subscriptions.retrieve(sub.id, {"expand": ["discounts"]})
+    assert [d.promotion_code for d in state.discounts] == [promo], env.job_errors()  # type: ignore[union-attr]
+    assert [c for _, c in discount_coupons(retrieve(stripe_client, sub.id))] == [coupon]
+    action = env.action(session_id)
+    assert action.status == "applied"
+    assert action.result["subscriptions"][sub.id]["discounts"] == [coupon]
+    assert stripe_client.v1.promotion_codes.retrieve(promo).times_redeemed == 1
+
+
+def test_promotion_code_deactivated_between_configuration_and_acceptance(
+    env: Env, stripe_client: stripe.StripeClient, make_subscription: Any
+) -> None:
+    sub = make_subscription("monthly")
+    promo = _promotion_code(stripe_client, _coupon(stripe_client))
+    env.set_flows([{"id": "off", "type": "discount", "promotion_code": promo}])
+    stripe_client.v1.promotion_codes.update(promo, {"active": False})
+    session_id = env.accept(sub.id, "off")
+    env.run_jobs()
+    assert discount_coupons(retrieve(stripe_client, sub.id)) == []
+    action = env.action(session_id)
+    assert action.status == "failed"
+    assert promo in (action.error or "") and "no longer active" in (action.error or "")

@@ -207,14 +207,21 @@ def plan_offer(
     if sub.status in ("canceled", "incomplete_expired"):
         raise OfferNotApplicable(f"the subscription is {sub.status}")
     if kind == "discount":
-        coupon = str(offer["coupon"])
+        # A promotion code's coupon is known only once Stripe has been asked (the action
+        # service fills "coupon" in before the plan is frozen).
+        promo = offer.get("promotion_code")
+        coupon = None if promo else str(offer["coupon"])
         keep = offer.get("existing_discount", "replace") == "keep"
         kept = [
             {"discount": did}
             for did, cid in discount_coupons(raw)
-            if keep and did and cid != coupon
+            if keep and did and (coupon is None or cid != coupon)
         ]
-        return {"type": kind, "coupon": coupon, "discounts": [*kept, {"coupon": coupon}]}
+        new = {"promotion_code": str(promo)} if promo else {"coupon": coupon}
+        plan = {"type": kind, "coupon": coupon, "discounts": [*kept, new]}
+        if promo:
+            plan["promotion_code"] = str(promo)
+        return plan
     if kind in ("pause", "extension"):
         resumes_at = fit_pause(
             sub,

@@ -364,6 +364,15 @@ def _plan_offer(
     assert ctx.writer is not None
     writer, sub = ctx.writer, fetched.subscription
     plan = plans.plan_offer(offer, sub, fetched.raw, row.created_at)
+    if plan.get("promotion_code"):
+        code = str(plan["promotion_code"])
+        try:
+            promo = ctx.call(lambda: writer.retrieve_promotion_code(code))
+        except BillingObjectMissing:
+            raise OfferNotApplicable(f"the promotion code {code!r} no longer exists") from None
+        if not promo.active or promo.coupon_id is None:
+            raise OfferNotApplicable(f"the promotion code {code!r} is no longer active")
+        plan["coupon"] = promo.coupon_id
     if plan["type"] == "discount" and not plans.offer_applied(plan, fetched.raw):
         try:
             coupon = ctx.call(lambda: writer.retrieve_coupon(plan["coupon"]))

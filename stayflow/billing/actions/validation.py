@@ -61,6 +61,18 @@ def check_offer(db: Session, app: App, writer: BillingWriter, offer: dict[str, A
     kind = offer.get("type")
     try:
         if kind == "discount":
+            if offer.get("promotion_code"):
+                code = str(offer["promotion_code"])
+                try:
+                    promo = writer.retrieve_promotion_code(code)
+                except BillingObjectMissing:
+                    raise InvalidOfferConfig(
+                        f"{where}: promotion code {code!r} does not exist in the connected "
+                        "Stripe account"
+                    ) from None
+                if not promo.active or promo.coupon_id is None:
+                    raise InvalidOfferConfig(f"{where}: promotion code {code!r} is not active")
+                offer = {**offer, "coupon": promo.coupon_id}
             coupon_id = str(offer["coupon"])
             try:
                 coupon = writer.retrieve_coupon(coupon_id)

@@ -26,6 +26,7 @@ from stayflow.billing.provider import (
     CouponState,
     FetchedSubscription,
     PriceState,
+    PromotionCodeState,
     Subscription,
     SubscriptionChange,
 )
@@ -102,6 +103,12 @@ class StripeBillingWriter:
     def retrieve_coupon(self, coupon_id: str) -> CouponState:
         coupon = self._call(lambda: self._client.v1.coupons.retrieve(coupon_id))
         return CouponState(id=coupon.id, valid=bool(coupon.valid), currency=coupon.currency)
+
+    def retrieve_promotion_code(self, promotion_code_id: str) -> PromotionCodeState:
+        promo = self._call(lambda: self._client.v1.promotion_codes.retrieve(promotion_code_id))
+        coupon = promo.promotion.coupon if promo.promotion is not None else None
+        coupon_id = coupon if isinstance(coupon, str) or coupon is None else coupon.id
+        return PromotionCodeState(id=promo.id, active=bool(promo.active), coupon_id=coupon_id)
 
     def retrieve_price(self, price_id: str) -> PriceState:
         price = self._call(lambda: self._client.v1.prices.retrieve(price_id))
