@@ -20,9 +20,11 @@ import secrets
 import tempfile
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, func, select, text
+from _support import create_database, drop_database
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from stayflow.apps import service as apps_service
@@ -40,7 +42,6 @@ from stayflow.jobs.worker import Worker
 from stayflow.sandbox import Sandbox
 from stayflow.settings import Settings
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 SECRET = "bench-" + "k" * 40
 
 
@@ -194,15 +195,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     tmp = tempfile.TemporaryDirectory()
-    pg_name = None
-    if args.backend == "sqlite":
-        url = f"sqlite:///{tmp.name}/bench.db"
-    else:
-        pg_name = f"stayflow_bench_{secrets.token_hex(4)}"
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{pg_name}"'))
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_name}"
+    url = create_database(args.backend, Path(tmp.name))
     print(f"backend={args.backend} cores={mp.cpu_count()} (sandbox in its own process)")
     print(f"{'latency':>8} {'workers':>7} {'slots':>5} {'actions':>7} {'actions/s':>10}")
     try:
@@ -223,10 +216,7 @@ def main() -> None:
                             flush=True,
                         )
     finally:
-        if pg_name:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
-            admin.dispose()
+        drop_database(url)
         tmp.cleanup()
 
 

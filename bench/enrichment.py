@@ -29,9 +29,7 @@ import hashlib
 import hmac
 import json
 import os
-import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,10 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from _support import create_database, drop_database, free_port, wait_http
 
 from stayflow.sandbox import Sandbox
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 SECRET = "bench-enrichment-" + "k" * 32
 ORIGIN = "https://app.example.com"
 FLOWS = {
@@ -72,24 +70,6 @@ MAPPINGS = [
     {"field": "price", "source": "subscription.plan.amount", "type": "money"},
     {"field": "renews_on", "source": "subscription.current_period_end", "type": "date"},
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer within {timeout}s")
 
 
 def stayflow(env: dict[str, str], *args: str) -> str:
@@ -233,18 +213,7 @@ def main() -> None:
         raise SystemExit("--concurrency must be 1..64")
 
     workdir = Path(tempfile.mkdtemp(prefix="stayflow-bench-enrichment-"))
-    pg_name: str | None = None
-    if args.backend == "postgres":
-        from sqlalchemy import create_engine, text
-
-        pg_name = "stayflow_bench_enrich_" + secrets.token_hex(4)
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{pg_name}"'))
-        admin.dispose()
-        database_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_name}"
-    else:
-        database_url = f"sqlite:///{workdir}/stayflow.db"
+    database_url = create_database(args.backend, workdir, "stayflow_bench_enrich")
 
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -331,13 +300,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 server.kill()
         sandbox.stop()
-        if pg_name is not None:
-            from sqlalchemy import create_engine, text
-
-            admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
-            admin.dispose()
+        drop_database(database_url)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import secrets
 import tempfile
 import time
+from pathlib import Path
 
-from sqlalchemy import create_engine, func, select, text
+from _support import create_database, drop_database
+from sqlalchemy import func, select, text
 
 from stayflow.db import make_engine, make_session_factory, migrate, transaction
 from stayflow.jobs.models import SUCCEEDED, Job
@@ -22,7 +23,6 @@ from stayflow.jobs.service import enqueue
 from stayflow.jobs.worker import Worker
 from stayflow.settings import Settings
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 SECRET = "bench-" + "k" * 40
 
 
@@ -81,15 +81,7 @@ def main() -> None:
     print(f"{'backend':<10} {'workers':>7} {'enqueue/s':>10} {'drain jobs/s':>13}")
     for backend in args.backends.split(","):
         tmp = tempfile.TemporaryDirectory()
-        pg_name = None
-        if backend == "sqlite":
-            url = f"sqlite:///{tmp.name}/bench.db"
-        else:
-            pg_name = f"stayflow_bench_{secrets.token_hex(4)}"
-            admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{pg_name}"'))
-            url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_name}"
+        url = create_database(backend, Path(tmp.name))
         try:
             engine = make_engine(Settings(database_url=url, secret_key=SECRET))
             migrate(engine)
@@ -98,10 +90,7 @@ def main() -> None:
                 enqueue_rate, drain_rate = run(url, args.jobs, workers, args.batch)
                 print(f"{backend:<10} {workers:>7} {enqueue_rate:>10.0f} {drain_rate:>13.0f}")
         finally:
-            if pg_name:
-                with admin.connect() as conn:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
-                admin.dispose()
+            drop_database(url)
             tmp.cleanup()
 
 

@@ -23,7 +23,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,28 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _support import create_database, drop_database, free_port, wait_http
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 SECRET = "bench-" + "k" * 40
 ORIGIN = "https://app.example.com"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer within {timeout}s")
 
 
 def bare_app() -> Any:
@@ -222,27 +203,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=5)
 
 
-def database(backend: str, folder: Path) -> tuple[str, Any]:
-    if backend == "sqlite":
-        return f"sqlite:///{folder / 'bench.db'}", None
-    from sqlalchemy import create_engine, text
-
-    name = f"stayflow_bench_{secrets.token_hex(4)}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", drop
-
-
 def bench_precancel(backend: str, args: argparse.Namespace) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
-        url, drop = database(backend, Path(tmp))
+        url = create_database(backend, Path(tmp))
         port = free_port()
         env = {
             **os.environ,
@@ -275,8 +238,7 @@ def bench_precancel(backend: str, args: argparse.Namespace) -> Result:
                 raise SystemExit("precancel answered but no session was stored")
         finally:
             stop(server)
-            if drop:
-                drop()
+            drop_database(url)
         return result
 
 
