@@ -97,7 +97,7 @@ def authenticate(db: Session, authorization: str | None) -> App:
     return app
 
 
-def revoke_api_key(db: Session, app: App, key_id: str, *, current: App | None = None) -> ApiKey:
+def revoke_api_key(db: Session, app: App, key_id: str) -> ApiKey:
     key = repository.get_key(db, app, key_id)
     if key is None:
         raise ApiKeyNotFound(f"no API key {key_id!r}")

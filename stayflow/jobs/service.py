@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -67,14 +66,3 @@ def enqueue(
 def counts_by_status(db: Session) -> dict[str, int]:
     rows = db.execute(select(Job.status, func.count()).group_by(Job.status)).all()
     return {status: count for status, count in rows}
-
-
-def list_jobs(
-    db: Session, *, app_pk: int | None = None, status: str | None = None, limit: int = 100
-) -> Sequence[Job]:
-    query = select(Job).order_by(Job.id.desc()).limit(limit)
-    if app_pk is not None:
-        query = query.where(Job.app_pk == app_pk)
-    if status is not None:
-        query = query.where(Job.status == status)
-    return db.scalars(query).all()

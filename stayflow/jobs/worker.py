@@ -107,8 +107,6 @@ class JobExecutor:
         self.services: dict[str, Any] = services or {}
         self._held: set[int] = set()
         self._held_lock = threading.Lock()
-        self.processed = 0
-        self._processed_lock = threading.Lock()
 
     def claim_unique(self, unique_key: str) -> ClaimedJob | None:
         """Claim the queued job with this unique key, if no one else has it."""
@@ -147,8 +145,6 @@ class JobExecutor:
             return self._execute(job)
         finally:
             self._forget([job])
-            with self._processed_lock:
-                self.processed += 1
 
     def _execute(self, job: ClaimedJob) -> str:
         spec = self.registry.get(job.name)
@@ -306,10 +302,6 @@ class Worker(JobExecutor):
         self._threads = [t for t in self._threads if t.is_alive()]
         event.remove(self.session_factory, "after_commit", self._after_commit)
         log.info("jobs.worker.stopped", extra={"worker_id": self.worker_id})
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
 
     def run_until_idle(self, max_jobs: int = 10_000, timeout: float = 60.0) -> int:
         """Run due jobs in this thread until none is due (tests and one-shot commands)."""
