@@ -34,6 +34,7 @@ from stayflow.ops.endpoints import router as ops_router
 from stayflow.ops.input_limits import InputLimits
 from stayflow.ops.metrics import Metrics
 from stayflow.ops.middleware import RequestContextMiddleware
+from stayflow.ops.openapi import install_openapi
 from stayflow.page.endpoints import MAX_ACTION_BYTES as PAGE_ACTION_MAX_BYTES
 from stayflow.page.endpoints import router as page_router
 from stayflow.settings import Settings
@@ -142,6 +143,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.state.metrics = Metrics(session_factory)
     app.state.worker = None
     install_error_handlers(app)
+    install_openapi(app)
     # Added first, so it runs inside the request-id middleware (refusals get an id too).
     app.add_middleware(
         InputLimits,
