@@ -90,9 +90,11 @@ def _payment_method(em: Emulator, token: str, param: str) -> Obj:
     return em.insert("payment_methods", pm)
 
 
-def attach_payment_method(em: Emulator, ctx: Ctx, token: str, customer_id: str) -> Obj:
+def attach_payment_method(
+    em: Emulator, ctx: Ctx, token: str, customer_id: str, param: str = "payment_method"
+) -> Obj:
     customer = em.t["customers"].get(customer_id, "customer")
-    pm = _payment_method(em, token, "payment_method")
+    pm = _payment_method(em, token, param)
     if pm["customer"] not in (None, customer["id"]):
         raise invalid(
             "The payment method you provided has already been attached to a customer.",
@@ -108,7 +110,8 @@ ATTACH = {"customer": Required("str"), **EXPAND}
 
 
 def pm_attach(em: Emulator, ctx: Ctx, p: Params, pm_id: str) -> Obj:
-    return em.render("payment_methods", attach_payment_method(em, ctx, pm_id, p["customer"]))
+    pm = attach_payment_method(em, ctx, pm_id, p["customer"], param="id")
+    return em.render("payment_methods", pm)
 
 
 def pm_retrieve(em: Emulator, ctx: Ctx, p: Params, pm_id: str) -> Obj:
@@ -227,9 +230,15 @@ def customer_create(em: Emulator, ctx: Ctx, p: Params) -> Obj:
         "_pending_items": [],
     }
     em.insert("customers", customer)
+    attached: Obj | None = None
     if "payment_method" in p:
-        attach_payment_method(em, ctx, p["payment_method"], customer["id"])
+        attached = attach_payment_method(em, ctx, p["payment_method"], customer["id"])
     default_pm = (p.get("invoice_settings") or {}).get("default_payment_method")
+    if default_pm and attached is not None and default_pm == p["payment_method"]:
+        # Stripe's documented test idiom: customers.create(payment_method="pm_card_visa",
+        # invoice_settings={"default_payment_method": "pm_card_visa"}) - the token names the
+        # payment method this same call attached.
+        default_pm = attached["id"]
     if default_pm:
         customer["invoice_settings"] = {
             **customer["invoice_settings"],
