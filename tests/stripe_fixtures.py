@@ -28,7 +28,8 @@ import stripe
 from stayflow.sandbox import Sandbox
 
 STRIPE_KEY_ENV = "STAYFLOW_TEST_STRIPE_KEY"
-# Optional: aim the "real Stripe" target elsewhere (the sandbox itself, to check the path).
+# Optional: aim the "Stripe" target elsewhere; "sandbox" = this test's sandbox, through test
+# clocks (checks the path to Stripe without reaching it).
 STRIPE_BASE_ENV = "STAYFLOW_TEST_STRIPE_API_BASE"
 DAY = 86_400
 
@@ -118,6 +119,7 @@ class TestClockTarget(Target):
     which ``advance`` moves (Stripe advances asynchronously: wait for ``ready``, bounded)."""
 
     name = "stripe"
+    __test__ = False  # not a pytest test class
 
     def __init__(self, key: str, api_base: str | None = None, wait_s: float = 180) -> None:
         options: dict[str, Any] = {"max_network_retries": 2}
@@ -206,7 +208,9 @@ def run_on_stripe(
         ours = scenario(SandboxTarget(sandbox))
         if key is None:
             return ours
-        target = TestClockTarget(key, os.environ.get(STRIPE_BASE_ENV) or None)
+        base = os.environ.get(STRIPE_BASE_ENV) or None
+        # "sandbox": the Stripe path (test clocks) against this test's own sandbox, a self-check.
+        target = TestClockTarget(key, sandbox.url if base == "sandbox" else base)
         try:
             theirs = scenario(target)
         finally:

@@ -14,6 +14,7 @@ from stayflow.sandbox import common, invoices
 from stayflow.sandbox import customers as cu
 from stayflow.sandbox import events as ev
 from stayflow.sandbox import subscriptions as s
+from stayflow.sandbox import test_clocks as tc
 from stayflow.sandbox.emulator import Ctx, Emulator, IdempotentResult
 from stayflow.sandbox.errors import StripeError, invalid
 from stayflow.sandbox.faults import Faults
@@ -126,6 +127,17 @@ def _routes() -> list[Route]:
             common.EXPAND,
             "invoices",
         ),
+        ("POST", "/v1/test_helpers/test_clocks", tc.create, tc.CREATE, "test_clocks"),
+        ("GET", "/v1/test_helpers/test_clocks", tc.list_clocks, tc.LIST_PARAMS, "test_clocks"),
+        ("GET", "/v1/test_helpers/test_clocks/*", tc.retrieve, common.EXPAND, "test_clocks"),
+        ("DELETE", "/v1/test_helpers/test_clocks/*", tc.delete, {}, "test_clocks"),
+        (
+            "POST",
+            "/v1/test_helpers/test_clocks/*/advance",
+            tc.advance,
+            tc.ADVANCE,
+            "test_clocks",
+        ),
         ("GET", "/v1/events", ev.event_list, ev.EVENT_LIST, "events"),
         ("GET", "/v1/events/*", ev.event_retrieve, common.EXPAND, "events"),
         (
@@ -198,6 +210,28 @@ def _explain_unknown(err: StripeError, method: str, route: Route) -> StripeError
         "does not implement it)"
     )
     return err
+
+
+_OWNER_TABLES = {"customers": "customers", "subscriptions": "subscriptions", "invoices": "invoices"}
+
+
+def _test_clock_of(em: Emulator, route: Route, args: list[str], params: Params) -> str | None:
+    """The test clock a request's objects live on: the object in the URL, else the
+    ``test_clock`` / ``customer`` / ``subscription`` it names."""
+    table = _OWNER_TABLES.get(route.resource)
+    if table is not None and args:
+        found = em.t[table].find(args[0])
+        if found is not None:
+            return found.get("test_clock")
+    if route.resource == "customers" and isinstance(params.get("test_clock"), str):
+        return str(params["test_clock"])
+    for name, source in (("subscription", "subscriptions"), ("customer", "customers")):
+        value = params.get(name)
+        if isinstance(value, str):
+            found = em.t[source].find(value)
+            if found is not None:
+                return found.get("test_clock")
+    return None
 
 
 def _json(obj: Any) -> bytes:
@@ -302,6 +336,8 @@ class App:
         slot = (prepared.api_key, idem_key or "")
         with em.lock:
             ctx = Ctx(request_id=request_id, idempotency_key=idem_key)
+            # A request about objects on a test clock runs at that clock's frozen time.
+            em.now_override = em.clock_time(_test_clock_of(em, route, prepared.args, params))
             try:
                 result = route.handler(em, ctx, params, *prepared.args)
                 result = em.expand(result, params.get("expand"))
@@ -317,6 +353,8 @@ class App:
                 if record is not None:
                     em.state.idempotency.pop(slot, None)
                 raise
+            finally:
+                em.now_override = None
             em.commit(ctx)
             out = _json(result)
             if record is not None:

@@ -189,10 +189,13 @@ CUSTOMER_FIELDS: dict[str, Any] = {
     "invoice_settings": {"default_payment_method": Emptyable("str")},
     **EXPAND,
 }
-CUSTOMER_CREATE = {**CUSTOMER_FIELDS, "payment_method": "str"}
+CUSTOMER_CREATE = {**CUSTOMER_FIELDS, "payment_method": "str", "test_clock": "str"}
 
 
 def customer_create(em: Emulator, ctx: Ctx, p: Params) -> Obj:
+    clock_id = None
+    if "test_clock" in p:
+        clock_id = em.t["test_clocks"].get(p["test_clock"], "test_clock")["id"]
     now = em.now()
     customer: Obj = {
         "id": em.new_id("cus"),
@@ -226,10 +229,12 @@ def customer_create(em: Emulator, ctx: Ctx, p: Params) -> Obj:
         "preferred_locales": p.get("preferred_locales", []),
         "shipping": None,
         "tax_exempt": "none",
-        "test_clock": None,
+        "test_clock": clock_id,
         "_pending_items": [],
     }
     em.insert("customers", customer)
+    if clock_id is not None:
+        em.t["customers"].index("test_clock", clock_id, customer["id"])
     attached: Obj | None = None
     if "payment_method" in p:
         attached = attach_payment_method(em, ctx, p["payment_method"], customer["id"])

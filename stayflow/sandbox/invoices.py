@@ -274,7 +274,7 @@ def create_invoice(
         },
         "subtotal": subtotal,
         "subtotal_excluding_tax": subtotal,
-        "test_clock": None,
+        "test_clock": customer["test_clock"],
         "threshold_reason": None,
         "total": total,
         "total_discount_amounts": [

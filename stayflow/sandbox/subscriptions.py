@@ -265,7 +265,7 @@ def create(em: Emulator, ctx: Ctx, p: Params) -> Obj:
         "start_date": now,
         "status": "trialing" if trial_end is not None else "incomplete",
         "status_details": None,
-        "test_clock": None,
+        "test_clock": customer["test_clock"],
         "transfer_data": None,
         "trial_end": trial_end,
         "trial_settings": {"end_behavior": {"missing_payment_method": missing_pm}},
