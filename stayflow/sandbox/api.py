@@ -45,6 +45,7 @@ class Prepared:
     idempotency_key: str | None
     record: IdempotentResult | None
     request_id: str
+    api_version: str | None = None
 
 
 @dataclass
@@ -116,6 +117,8 @@ def _routes() -> list[Route]:
         ("POST", "/v1/subscriptions/*", s.update, s.UPDATE, "subscriptions"),
         ("DELETE", "/v1/subscriptions/*", s.cancel, s.CANCEL, "subscriptions"),
         ("POST", "/v1/subscriptions/*/resume", s.resume, s.RESUME, "subscriptions"),
+        ("DELETE", "/v1/subscriptions/*/discount", s.delete_discount, {}, "subscriptions"),
+        ("DELETE", "/v1/customers/*/discount", cu.delete_discount, {}, "customers"),
         ("GET", "/v1/invoices", invoices.invoice_list, invoices.INVOICE_LIST, "invoices"),
         ("GET", "/v1/invoices/*", invoices.invoice_retrieve, common.EXPAND, "invoices"),
         ("POST", "/v1/invoices/*/pay", invoices.invoice_pay, invoices.PAY, "invoices"),
@@ -327,7 +330,8 @@ class App:
                 # key meanwhile gets Stripe's 409.
                 record = IdempotentResult(fingerprint, 0, b"", time.time(), in_flight=True)
                 em.state.idempotency[(key, idem_key)] = record
-            return Prepared(route, args, params, key, idem_key, record, request_id)
+            version = headers.get("stripe-version")
+            return Prepared(route, args, params, key, idem_key, record, request_id, version)
 
     def execute(self, prepared: Prepared) -> Response:
         em = self.em
@@ -335,7 +339,11 @@ class App:
         request_id, idem_key = prepared.request_id, prepared.idempotency_key
         slot = (prepared.api_key, idem_key or "")
         with em.lock:
-            ctx = Ctx(request_id=request_id, idempotency_key=idem_key)
+            ctx = Ctx(
+                request_id=request_id,
+                idempotency_key=idem_key,
+                api_version=prepared.api_version,
+            )
             # A request about objects on a test clock runs at that clock's frozen time.
             em.now_override = em.clock_time(_test_clock_of(em, route, prepared.args, params))
             try:

@@ -62,6 +62,7 @@ class Ctx:
     request_id: str
     idempotency_key: str | None = None
     automatic: bool = False
+    api_version: str | None = None  # the request's Stripe-Version header, if any
     events: list[Obj] = field(default_factory=list)
 
 

@@ -246,15 +246,19 @@ def make_discount(
         raise invalid(
             "You must pass exactly one of coupon, promotion_code or discount.", param=param
         )
+
+    def named(key: str) -> str:
+        return f"{param}[{key}]" if param else key
+
     now = em.now()
     if "discount" in spec:
-        discount = em.t["discounts"].get(spec["discount"], f"{param}[discount]")
+        discount = em.t["discounts"].get(spec["discount"], named("discount"))
         if discount["customer"] != customer_id:
-            raise invalid("This discount belongs to another customer.", param=f"{param}[discount]")
+            raise invalid("This discount belongs to another customer.", param=named("discount"))
         return discount
     promo_id: str | None = None
     if "promotion_code" in spec:
-        promo = em.t["promotion_codes"].get(spec["promotion_code"], f"{param}[promotion_code]")
+        promo = em.t["promotion_codes"].get(spec["promotion_code"], named("promotion_code"))
         if (
             not promo["active"]
             or (promo["expires_at"] is not None and now > promo["expires_at"])
@@ -265,25 +269,25 @@ def make_discount(
         ):
             raise invalid(
                 f"This promotion code cannot be redeemed: {promo['code']}",
-                param=f"{param}[promotion_code]",
+                param=named("promotion_code"),
             )
         if promo["customer"] is not None and promo["customer"] != customer_id:
             raise invalid(
                 "This promotion code cannot be redeemed by this customer.",
-                param=f"{param}[promotion_code]",
+                param=named("promotion_code"),
             )
         promo["times_redeemed"] += 1
         promo_id = promo["id"]
-        coupon = em.t["coupons"].get(promo["promotion"]["coupon"], f"{param}[promotion_code]")
+        coupon = em.t["coupons"].get(promo["promotion"]["coupon"], named("promotion_code"))
     else:
-        coupon = em.t["coupons"].get(spec["coupon"], f"{param}[coupon]")
+        coupon = em.t["coupons"].get(spec["coupon"], named("coupon"))
     if not coupon_valid(em, coupon):
-        raise invalid(f"Coupon expired: {coupon['id']}", param=f"{param}[coupon]")
+        raise invalid(f"Coupon expired: {coupon['id']}", param=named("coupon"))
     if coupon["amount_off"] is not None and currency is not None and coupon["currency"] != currency:
         raise invalid(
             f"This coupon's currency ({coupon['currency']}) does not match the subscription's "
             f"({currency}).",
-            param=f"{param}[coupon]",
+            param=named("coupon"),
         )
     coupon["times_redeemed"] += 1
     end = None

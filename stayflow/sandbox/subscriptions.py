@@ -736,6 +736,21 @@ def resume(em: Emulator, ctx: Ctx, p: Params, sub_id: str) -> Obj:
     return em.render("subscriptions", sub)
 
 
+def delete_discount(em: Emulator, ctx: Ctx, p: Params, sub_id: str) -> Obj:
+    """``DELETE /v1/subscriptions/{id}/discount``: removes the subscription's discounts and
+    answers the (first) removed one with ``deleted: true``, as Stripe answers a Discount."""
+    sub = em.t["subscriptions"].get(sub_id)
+    live = [d for d in (em.t["discounts"].find(i) for i in sub["discounts"]) if d is not None]
+    if not live:
+        raise missing("discount", sub_id)
+    before = em.render("subscriptions", sub)
+    for discount in live:
+        em.emit(ctx, "customer.discount.deleted", em.render("discounts", discount))
+    sub["discounts"] = []
+    emit_updated(em, ctx, sub, before)
+    return {**em.render("discounts", live[0]), "deleted": True}
+
+
 # -- cancel ------------------------------------------------------------------------------------
 
 
