@@ -13,6 +13,7 @@ from stayflow.sandbox import catalog as ca
 from stayflow.sandbox import common, invoices
 from stayflow.sandbox import customers as cu
 from stayflow.sandbox import events as ev
+from stayflow.sandbox import preview as pv
 from stayflow.sandbox import subscriptions as s
 from stayflow.sandbox import test_clocks as tc
 from stayflow.sandbox.emulator import Ctx, Emulator, IdempotentResult
@@ -120,6 +121,7 @@ def _routes() -> list[Route]:
         ("DELETE", "/v1/subscriptions/*/discount", s.delete_discount, {}, "subscriptions"),
         ("DELETE", "/v1/customers/*/discount", cu.delete_discount, {}, "customers"),
         ("GET", "/v1/invoices", invoices.invoice_list, invoices.INVOICE_LIST, "invoices"),
+        ("POST", "/v1/invoices/create_preview", pv.create_preview, pv.PREVIEW, "invoices"),
         ("GET", "/v1/invoices/*", invoices.invoice_retrieve, common.EXPAND, "invoices"),
         ("POST", "/v1/invoices/*/pay", invoices.invoice_pay, invoices.PAY, "invoices"),
         ("POST", "/v1/invoices/*/void", invoices.invoice_void, common.EXPAND, "invoices"),
