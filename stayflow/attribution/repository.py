@@ -164,6 +164,18 @@ def mirror_rows(db: Session, app_pk: int, subscription_ids: list[str]) -> dict[s
     return {row.subscription_id: row for row in rows}
 
 
+def mirror_versions(db: Session, app_pk: int, subscription_ids: list[str]) -> dict[str, int]:
+    if not subscription_ids:
+        return {}
+    rows = db.execute(
+        select(MirrorSubscription.subscription_id, MirrorSubscription.version).where(
+            MirrorSubscription.app_pk == app_pk,
+            MirrorSubscription.subscription_id.in_(subscription_ids),
+        )
+    ).all()
+    return {sub_id: int(version) for sub_id, version in rows}
+
+
 def customer_raw(db: Session, app_pk: int, customer_id: str | None) -> dict[str, Any] | None:
     if not customer_id:
         return None
@@ -187,6 +199,29 @@ def invoices_of(db: Session, app_pk: int, subscription_id: str) -> Sequence[Mirr
             MirrorInvoice.app_pk == app_pk, MirrorInvoice.subscription_id == subscription_id
         )
     ).all()
+
+
+def invoices_of_many(
+    db: Session, app_pk: int, subscription_ids: list[str]
+) -> Sequence[MirrorInvoice]:
+    if not subscription_ids:
+        return []
+    return db.scalars(
+        select(MirrorInvoice).where(
+            MirrorInvoice.app_pk == app_pk, MirrorInvoice.subscription_id.in_(subscription_ids)
+        )
+    ).all()
+
+
+def customers_raw(db: Session, app_pk: int, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
+    if not customer_ids:
+        return {}
+    rows = db.execute(
+        select(MirrorCustomer.customer_id, MirrorCustomer.raw).where(
+            MirrorCustomer.app_pk == app_pk, MirrorCustomer.customer_id.in_(customer_ids)
+        )
+    ).all()
+    return {customer_id: raw for customer_id, raw in rows}
 
 
 def upsert_invoices(db: Session, rows: list[dict[str, Any]]) -> int:

@@ -9,6 +9,7 @@ caller's transaction through ``billing.actions.service.emit_event``.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,6 +41,8 @@ MAX_WINDOW_DAYS = 365
 DEFAULT_WINDOW_DAYS = 30
 WIN_BACK_DAYS = 90
 ENROLL_BATCH = 5000
+MAX_ENROLL_BATCHES = 100
+JUDGE_BATCH = 500
 # Offers whose effect on Stripe is a pause: "paused by our own offer" still validates.
 PAUSE_OFFERS = ("pause", "extension")
 ENDED = ("canceled", "incomplete_expired")
@@ -88,7 +91,19 @@ def enroll(db: Session, app_pk: int) -> int:
     """Put every finished saved / deflected / canceled session not yet watched on the list."""
     state = repository.get_or_create_state(db, app_pk)
     added = 0
-    for cs in repository.sessions_to_enroll(db, app_pk, ENROLL_BATCH):
+    for _ in range(MAX_ENROLL_BATCHES):
+        batch = repository.sessions_to_enroll(db, app_pk, ENROLL_BATCH)
+        added += _enroll_batch(db, app_pk, state.window_days, batch)
+        if len(batch) < ENROLL_BATCH:
+            break
+    return added
+
+
+def _enroll_batch(
+    db: Session, app_pk: int, window_days: int, sessions: Sequence[CancelSession]
+) -> int:
+    added = 0
+    for cs in sessions:
         session_at = cs.created_at
         db.add(
             AttributionWatch(
@@ -99,8 +114,8 @@ def enroll(db: Session, app_pk: int) -> int:
                 offer_id=cs.offer_accepted_id,
                 offer_type=_offer_type(cs),
                 session_at=session_at,
-                window_days=state.window_days,
-                window_ends_at=session_at + timedelta(days=state.window_days),
+                window_days=window_days,
+                window_ends_at=session_at + timedelta(days=window_days),
                 status=PENDING,
                 mrr_kept=0,
                 mrr_lost=0,
@@ -294,21 +309,42 @@ def _event_data(watch: AttributionWatch) -> dict[str, Any]:
     }
 
 
-def judge(db: Session, watch: AttributionWatch, now: datetime) -> bool:
+@dataclass
+class Prefetched:
+    """The mirror data a batch of watches needs, read in three queries."""
+
+    rows: dict[str, MirrorSubscription]
+    invoices: dict[str, list[MirrorInvoice]]
+    customers: dict[str, dict[str, Any]]
+
+
+def prefetch(db: Session, app_pk: int, watches: list[AttributionWatch]) -> Prefetched:
+    sub_ids = sorted({w.subscription_id for w in watches})
+    rows = repository.mirror_rows(db, app_pk, sub_ids)
+    invoices: dict[str, list[MirrorInvoice]] = {}
+    for invoice in repository.invoices_of_many(db, app_pk, sub_ids):
+        invoices.setdefault(invoice.subscription_id or "", []).append(invoice)
+    customer_ids = sorted({r.customer_id for r in rows.values() if r.customer_id})
+    return Prefetched(rows, invoices, repository.customers_raw(db, app_pk, customer_ids))
+
+
+def judge(
+    db: Session, watch: AttributionWatch, now: datetime, data: Prefetched | None = None
+) -> bool:
     """Judge one watch from the mirror; True when its status changed (an event was written)."""
-    rows = repository.mirror_rows(db, watch.app_pk, [watch.subscription_id])
-    row = rows.get(watch.subscription_id)
+    data = data or prefetch(db, watch.app_pk, [watch])
+    row = data.rows.get(watch.subscription_id)
     watch.judged_at = utcnow()
     if row is None:
         return False
     if watch.status == UNMATCHED:
         watch.status, watch.cause = PENDING, None  # Stripe knows it after all
     watch.customer_id = row.customer_id or watch.customer_id
-    customer = repository.customer_raw(db, watch.app_pk, row.customer_id)
+    customer = data.customers.get(row.customer_id)
     if watch.mrr_at_session is None:
         found = mrr(before_offer(row.raw, watch), at=epoch(watch.session_at), customer=customer)
         watch.mrr_at_session, watch.currency = found.amount, found.currency
-    invoices = list(repository.invoices_of(db, watch.app_pk, watch.subscription_id))
+    invoices = data.invoices.get(watch.subscription_id, [])
     watch.cash_collected = _cash(watch, invoices)
     before = watch.status
     if watch.outcome == CANCELED:
@@ -357,9 +393,13 @@ def judge_changed(db: Session, app_pk: int, now: datetime) -> JudgeResult:
     state = repository.get_or_create_state(db, app_pk)
     mark = utcnow()
     result = JudgeResult()
-    for watch in repository.watches_to_judge(db, app_pk, now, state.judged_through):
-        result.judged += 1
-        if judge(db, watch, now):
-            result.changed += 1
+    watches = list(repository.watches_to_judge(db, app_pk, now, state.judged_through))
+    for start in range(0, len(watches), JUDGE_BATCH):
+        batch = watches[start : start + JUDGE_BATCH]
+        data = prefetch(db, app_pk, batch)
+        for watch in batch:
+            result.judged += 1
+            if judge(db, watch, now, data):
+                result.changed += 1
     state.judged_through = mark
     return result

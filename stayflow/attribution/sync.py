@@ -104,9 +104,16 @@ def _events(
         if not page.has_more or not page.events:
             break
         starting_after = page.events[-1].id
-    for created, obj in newest_sub.values():
+    # Only what the mirror does not hold yet (webhooks may have brought it): one query, then
+    # one batch per event second.
+    stored = repository.mirror_versions(db, app_pk, sorted(newest_sub))
+    by_second: dict[int, list[dict[str, Any]]] = {}
+    for sub_id, (created, obj) in newest_sub.items():
+        if created > stored.get(sub_id, -1):
+            by_second.setdefault(created, []).append(obj)
+    for created, objs in sorted(by_second.items()):
         result.subscriptions_written += mirror_service.store_subscriptions(
-            db, app_pk, [obj], version=created, source="events"
+            db, app_pk, objs, version=created, source="events"
         )
     result.invoices_written += repository.upsert_invoices(
         db,
