@@ -15,6 +15,7 @@ from starlette.routing import Match
 
 from stayflow import __version__
 from stayflow.apps.endpoints import router as apps_router
+from stayflow.attribution.endpoints import router as attribution_router
 from stayflow.billing.actions.endpoints import router as billing_actions_router
 from stayflow.billing.endpoints import router as billing_router
 from stayflow.cancel_sessions.endpoints import MAX_BODY_BYTES as PRECANCEL_MAX_BYTES
@@ -161,6 +162,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.include_router(billing_actions_router)
     app.include_router(enrichment_router)
     app.include_router(mirror_router)
+    app.include_router(attribution_router)
     app.include_router(precancel_router)
     app.include_router(cancel_sessions_admin_router)
     app.include_router(flows_router)
