@@ -31,7 +31,9 @@ def get_encryptor(request: Request) -> Encryptor:
     return encryptor
 
 
-DB = Annotated[Session, Depends(get_db)]
+# scope="function": commit (or roll back) before the answer is sent, so a client never reads
+# before its own write and a failed commit never follows a 2xx.
+DB = Annotated[Session, Depends(get_db, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EncryptorDep = Annotated[Encryptor, Depends(get_encryptor)]
 

@@ -163,7 +163,7 @@ def _seed(
                 "saved": ("accept", {"offer_id": "pause_1m"}),
                 "redirected": ("accept", {"offer_id": "docs"}),
                 "deflected": ("deflect", {}),
-                "canceled": ("cancel", {"reason_id": "too_expensive"}),
+                "canceled": ("cancel", {}),
             }.get(outcome)
             if action:
                 name, body = action
