@@ -182,7 +182,7 @@ class InputLimits:
                 )
                 return
             if length > cap:
-                await self._refuse(scope, send, _too_large(cap))
+                await self._refuse(scope, send, _too_large(cap), unread_body=True)
                 return
         body = bytearray()
         more = True
@@ -192,7 +192,7 @@ class InputLimits:
                 return
             body.extend(message.get("body", b""))
             if len(body) > cap:
-                await self._refuse(scope, send, _too_large(cap))
+                await self._refuse(scope, send, _too_large(cap), unread_body=True)
                 return
             more = message.get("more_body", False)
         content_type = headers.get(b"content-type", b"").decode("latin-1")
@@ -202,7 +202,9 @@ class InputLimits:
             return
         await self.app(scope, _replay(bytes(body), receive), send)
 
-    async def _refuse(self, scope: Scope, send: Send, refusal: Refusal) -> None:
+    async def _refuse(
+        self, scope: Scope, send: Send, refusal: Refusal, *, unread_body: bool = False
+    ) -> None:
         log.info(
             "http.refused",
             extra={"path": scope["path"], "status": refusal.status, "reason": refusal.message},
@@ -214,18 +216,14 @@ class InputLimits:
                 break
         content["error"] = {"type": refusal.type, "message": refusal.message}
         payload = json.dumps(content).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": refusal.status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                    # The body was not read to its end: the connection cannot be reused.
-                    (b"connection", b"close"),
-                ],
-            }
-        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ]
+        if unread_body:
+            # The rest of the body was never read: the connection cannot be reused.
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
 
