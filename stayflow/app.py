@@ -27,6 +27,7 @@ from stayflow.flows.endpoints import router as flows_router
 from stayflow.jobs.registry import load_handlers
 from stayflow.jobs.worker import Worker
 from stayflow.mirror.endpoints import router as mirror_router
+from stayflow.ops.docs import install_docs
 from stayflow.ops.endpoints import router as ops_router
 from stayflow.ops.metrics import Metrics
 from stayflow.ops.middleware import RequestContextMiddleware
@@ -101,6 +102,9 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
         version=__version__,
         description="Cancel flows and retention for Stripe Billing, self-hosted.",
         lifespan=lifespan,
+        # Served by stayflow.ops.docs from packaged assets, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -113,6 +117,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     app.include_router(ops_router)
+    install_docs(app)
     app.include_router(apps_router)
     app.include_router(billing_router)
     app.include_router(billing_actions_router)
