@@ -147,7 +147,13 @@ def apps() -> None:
 @apps.command("create")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def apps_create(name: str, as_json: bool) -> None:
+@click.option(
+    "--env",
+    "as_env",
+    is_flag=True,
+    help="Print APP_ID=, APP_SECRET= and API_KEY= lines for a shell to source.",
+)
+def apps_create(name: str, as_json: bool, as_env: bool) -> None:
     """Create an app; prints its id, its secret and an admin API key (shown once)."""
     from stayflow.apps import service
     from stayflow.crypto import Encryptor
@@ -171,6 +177,12 @@ def apps_create(name: str, as_json: bool) -> None:
         engine.dispose()
     if as_json:
         click.echo(json.dumps(out))
+        return
+    if as_env:
+        import shlex
+
+        for key in ("app_id", "app_secret", "api_key"):
+            click.echo(f"{key.upper()}={shlex.quote(out[key])}")
         return
     click.echo(f"app_id:     {out['app_id']}")
     click.echo(f"app_secret: {out['app_secret']}")
