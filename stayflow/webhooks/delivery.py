@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from stayflow.crypto import Encryptor
@@ -50,6 +50,8 @@ log = logging.getLogger("stayflow.webhooks")
 
 Clock = Callable[[], datetime]
 MAX_RETRY_AFTER = 24 * 3600.0
+# Deliveries read per query; an endpoint disabled meanwhile may still get these few.
+READ_BATCH = 20
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ def render_body(event: Event) -> bytes:
 @dataclass(frozen=True)
 class _Work:
     delivery_pk: int
+    event_id: int
     msg_id: str
     next_attempt_at: datetime
     url: str
@@ -118,6 +121,50 @@ def endpoint_secrets(ep: WebhookEndpoint, encryptor: Encryptor, now: datetime) -
     return found
 
 
+def _read_batch(
+    factory: sessionmaker[Session],
+    endpoint_pk: int,
+    encryptor: Encryptor,
+    now: datetime,
+    batch: int,
+) -> tuple[WebhookEndpoint | None, list[_Work]]:
+    """The endpoint (detached) and its next pending deliveries, oldest first."""
+    with factory() as db:
+        ep = db.get(WebhookEndpoint, endpoint_pk)
+        if ep is None:
+            return None, []
+        work: list[_Work] = []
+        if ep.enabled:
+            rows = db.execute(
+                select(WebhookDelivery, Event)
+                .join(Event, Event.id == WebhookDelivery.event_id)
+                .where(
+                    WebhookDelivery.endpoint_pk == endpoint_pk,
+                    WebhookDelivery.status == PENDING,
+                )
+                .order_by(WebhookDelivery.id)
+                .limit(batch)
+            ).all()
+            if rows:
+                secrets_ = endpoint_secrets(ep, encryptor, now)
+                work = [
+                    _Work(
+                        d.id,
+                        d.event_id,
+                        d.msg_id,
+                        d.next_attempt_at,
+                        ep.url,
+                        secrets_,
+                        ep.legacy_signature,
+                        render_body(e),
+                    )
+                    for d, e in rows
+                ]
+        db.expunge(ep)
+        db.rollback()
+        return ep, work
+
+
 def deliver_endpoint(
     factory: sessionmaker[Session],
     endpoint_pk: int,
@@ -131,71 +178,91 @@ def deliver_endpoint(
     """Send the endpoint's due deliveries in order; returns why it stopped.
 
     ``job_id`` is the running job's id: a job that no longer owns the endpoint does nothing.
-    Each attempt is recorded in its own short transaction.
+    Deliveries are read a few at a time; each attempt is recorded in its own short
+    transaction, and any failure re-reads the endpoint before going on.
     """
     sender = sender or sender_for(config)
     started = time.monotonic()
-    for handled in range(config.max_per_run + 1):
+    handled = 0
+    ep: WebhookEndpoint | None = None
+    for _round in range(config.max_per_run + 2):
         now = clock()
-        with factory() as db:
-            ep = db.get(WebhookEndpoint, endpoint_pk)
-            if ep is None:
-                return "deleted"
-            if job_id is not None and ep.pending_job_id != job_id:
-                return "not_owner"
-            seq = ep.enqueued_seq
-            app_pk = ep.app_pk
-            enabled = ep.enabled
-            head = (
-                None
-                if not enabled
-                else db.scalar(
-                    select(WebhookDelivery)
-                    .where(
-                        WebhookDelivery.endpoint_pk == endpoint_pk,
-                        WebhookDelivery.status == PENDING,
-                    )
-                    .order_by(WebhookDelivery.id)
-                    .limit(1)
-                )
-            )
-            work: _Work | None = None
-            if head is not None:
-                event = db.get(Event, head.event_id)
-                assert event is not None  # the foreign key cascades
-                work = _Work(
-                    head.id,
-                    head.msg_id,
-                    head.next_attempt_at,
-                    ep.url,
-                    endpoint_secrets(ep, encryptor, now),
-                    ep.legacy_signature,
-                    render_body(event),
-                )
-            db.rollback()
-        if not enabled:
+        ep, batch = _read_batch(factory, endpoint_pk, encryptor, now, READ_BATCH)
+        if ep is None:
+            return "deleted"
+        if job_id is not None and ep.pending_job_id != job_id:
+            return "not_owner"
+        if not ep.enabled:
             # Re-enabling queues a new job; nothing to do until then.
             _release(factory, endpoint_pk, None)
             return "disabled"
-        if work is None:
-            if _release(factory, endpoint_pk, seq):
+        if not batch:
+            if _release(factory, endpoint_pk, ep.enqueued_seq):
                 return "idle"
             continue  # more was queued meanwhile
-        if work.next_attempt_at > now:
-            wait = (work.next_attempt_at - now).total_seconds()
-            _reschedule(factory, app_pk, endpoint_pk, wait)
-            return "waiting"
-        if handled >= config.max_per_run or time.monotonic() - started > config.seconds_per_run:
-            _reschedule(factory, app_pk, endpoint_pk, 0.0)
-            return "yielded"
-        stamp = int(now.timestamp())
-        headers = signing.headers(work.secrets, work.msg_id, stamp, work.body, legacy=work.legacy)
-        result = sender.post(work.url, work.body, headers)
-        with factory() as db:
-            record_attempt(db, config, endpoint_pk, work.delivery_pk, result, now, clock())
-            db.commit()
-    _reschedule(factory, app_pk, endpoint_pk, 0.0)
+        for work in batch:
+            now = clock()
+            if work.next_attempt_at > now:
+                wait = (work.next_attempt_at - now).total_seconds()
+                _reschedule(factory, ep.app_pk, endpoint_pk, wait)
+                return "waiting"
+            if handled >= config.max_per_run or time.monotonic() - started > config.seconds_per_run:
+                _reschedule(factory, ep.app_pk, endpoint_pk, 0.0)
+                return "yielded"
+            stamp = int(now.timestamp())
+            headers = signing.headers(
+                work.secrets, work.msg_id, stamp, work.body, legacy=work.legacy
+            )
+            result = sender.post(work.url, work.body, headers)
+            handled += 1
+            with factory() as db:
+                if result.succeeded and ep.failing_since is None:
+                    recorded = _record_success(db, ep, work, result, now)
+                else:
+                    record_attempt(db, config, endpoint_pk, work.delivery_pk, result, now, clock())
+                    recorded = False
+                db.commit()
+            if not recorded:
+                break  # the endpoint's state moved: read it again
+    if ep is not None:
+        _reschedule(factory, ep.app_pk, endpoint_pk, 0.0)
     return "yielded"
+
+
+def _record_success(
+    db: Session, ep: WebhookEndpoint, work: _Work, result: SendResult, at: datetime
+) -> bool:
+    """The common case in two statements; False when the delivery is no longer pending."""
+    changed = db.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == work.delivery_pk, WebhookDelivery.status == PENDING)
+        .values(
+            status=SUCCEEDED,
+            attempts=WebhookDelivery.attempts + 1,
+            last_status_code=result.status_code,
+            last_error=None,
+            finished_at=at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if int(getattr(changed, "rowcount", 0) or 0) != 1:
+        return False
+    db.execute(
+        insert(WebhookAttempt).values(
+            app_pk=ep.app_pk,
+            endpoint_pk=ep.id,
+            delivery_pk=work.delivery_pk,
+            event_id=work.event_id,
+            msg_id=work.msg_id,
+            at=at,
+            status_code=result.status_code,
+            latency_ms=result.latency_ms,
+            response=result.response,
+            error=None,
+            succeeded=True,
+        )
+    )
+    return True
 
 
 def _release(factory: sessionmaker[Session], endpoint_pk: int, seq: int | None) -> bool:
