@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 import stayflow.models  # noqa: F401  (every domain's tables, for the app_pk sweep)
 from stayflow.apps.models import App
+from stayflow.attribution.models import AttributionWatch, MirrorInvoice
 from stayflow.billing import repository as billing_repository
 from stayflow.billing import service as billing_service
 from stayflow.billing.actions.models import PENDING, BillingAction, BillingEvent
@@ -30,6 +31,7 @@ from stayflow.errors import BadRequest, Conflict
 from stayflow.jobs.models import DEAD, SUCCEEDED, Job
 from stayflow.mirror.models import MirrorCustomer, MirrorSubscription, StripeEvent
 from stayflow.settings import Settings
+from stayflow.webhooks.models import WebhookAttempt
 
 log = logging.getLogger("stayflow.apps")
 
@@ -205,14 +207,54 @@ def erase_subscriber(
             action.plan.pop("comment", None)
             action.plan.pop("cancellation_details", None)
     erasure.counts["billing_actions"] = len(actions)
-    events = 0
-    if needles or session_ids:
-        for event in db.scalars(select(BillingEvent).where(BillingEvent.app_pk == app.id)):
-            data = event.data or {}
-            if data.get("session_id") in session_ids or data.get("subscription_id") in subs:
-                event.data = {**_scrub(data, needles), "subscription_id": ERASED}
-                events += 1
-    erasure.counts["billing_events"] = events
+    # The app's event log (delivered by webhooks): the events about this subscriber, and
+    # what receivers answered to their deliveries.
+    event_ids: list[int] = []
+    for event in db.scalars(select(BillingEvent).where(BillingEvent.app_pk == app.id)):
+        data = event.data or {}
+        if data.get("session_id") in session_ids or data.get("subscription_id") in subs:
+            event.data = {**_scrub(data, needles), "subscription_id": ERASED}
+            event_ids.append(event.id)
+    erasure.counts["billing_events"] = len(event_ids)
+    attempts = db.scalars(
+        select(WebhookAttempt).where(
+            WebhookAttempt.app_pk == app.id, WebhookAttempt.event_id.in_(event_ids)
+        )
+    ).all()
+    for attempt in attempts:
+        attempt.response = str(_scrub(attempt.response, needles))
+        if attempt.error is not None:
+            attempt.error = str(_scrub(attempt.error, needles))
+    erasure.counts["webhook_attempts"] = len(attempts)
+    # Attribution keeps its counts (outcome, status, amounts) but no longer knows whose they
+    # were; an open watch can no longer be matched in Stripe and is not followed further.
+    watches = db.scalars(
+        select(AttributionWatch).where(
+            AttributionWatch.app_pk == app.id,
+            or_(
+                AttributionWatch.session_id.in_(session_ids),
+                AttributionWatch.subscription_id.in_(subs),
+            ),
+        )
+    ).all()
+    for watch in watches:
+        watch.subscription_id = ERASED
+        watch.customer_id = None
+        if watch.reactivated_subscription_id is not None:
+            watch.reactivated_subscription_id = ERASED
+        if watch.cause is not None:
+            watch.cause = str(_scrub(watch.cause, needles))
+    erasure.counts["attribution_watches"] = len(watches)
+    erasure.counts["mirror_invoices"] = _deleted(
+        db,
+        delete(MirrorInvoice).where(
+            MirrorInvoice.app_pk == app.id,
+            or_(
+                MirrorInvoice.subscription_id.in_(subs),
+                MirrorInvoice.customer_id.in_(customers),
+            ),
+        ),
+    )
     erasure.counts["mirror_subscriptions"] = _deleted(
         db,
         delete(MirrorSubscription).where(

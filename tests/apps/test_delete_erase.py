@@ -16,6 +16,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from stayflow.apps.repository import get_app_by_public_id
+from stayflow.attribution.models import AttributionWatch, MirrorInvoice
 from stayflow.billing.actions.models import APPLIED, PENDING, BillingAction, BillingEvent
 from stayflow.cancel_sessions.models import CancelSession
 from stayflow.cli.main import main
@@ -117,6 +118,30 @@ def populate(db: Session, app_pk: int, sub: str = "sub_ada", cus: str = "cus_ada
                 payload={"data": {"object": {"email": EMAIL}}},
                 handled_at=utcnow(),
             ),
+            AttributionWatch(
+                app_pk=app_pk,
+                session_id=f"cs_{app_pk}_1",
+                subscription_id=sub,
+                customer_id=cus,
+                outcome="saved",
+                offer_id="discount20",
+                session_at=utcnow(),
+                window_days=30,
+                window_ends_at=utcnow() + timedelta(days=30),
+                currency="usd",
+                mrr_at_session=2000,
+            ),
+            MirrorInvoice(
+                app_pk=app_pk,
+                invoice_id=f"in_{app_pk}",
+                subscription_id=sub,
+                customer_id=cus,
+                status="paid",
+                currency="usd",
+                amount_paid=2000,
+                stripe_created=1,
+                version=1,
+            ),
             FieldMapping(app_pk=app_pk, field="seats", source="metadata.seats", type="number"),
             FlowConfig(app_pk=app_pk, document={"reasons": []}, version=1),
             Job(
@@ -182,6 +207,8 @@ def test_delete_app_removes_everything_it_owns_and_nothing_else(
         "stripe_events",
         "field_mappings",
         "flow_configs",
+        "attribution_watches",
+        "mirror_invoices",
         "jobs",
         "apps",
     ):
@@ -238,6 +265,9 @@ def test_erase_by_subscription_keeps_anonymous_counts(
         "mirror_customers": 1,
         "stripe_events": 1,
         "jobs": 1,
+        "webhook_attempts": 0,
+        "attribution_watches": 1,
+        "mirror_invoices": 1,
     }
     with session_factory() as db:
         sessions = db.scalars(
@@ -265,6 +295,15 @@ def test_erase_by_subscription_keeps_anonymous_counts(
         assert action.subscription_id == "[erased]" and action.offer_type == "discount"
         assert "sub_ada" not in json.dumps([action.plan, action.result])
         assert "comment" not in action.plan
+        watch = db.scalars(
+            select(AttributionWatch).where(AttributionWatch.app_pk == owner_pk)
+        ).one()
+        assert (watch.outcome, watch.mrr_at_session, watch.subscription_id) == (
+            "saved",
+            2000,
+            "[erased]",
+        )
+        assert watch.customer_id is None
         event = db.scalars(select(BillingEvent).where(BillingEvent.app_pk == owner_pk)).one()
         assert "sub_ada" not in json.dumps(event.data)
         assert [
