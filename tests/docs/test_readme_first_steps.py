@@ -123,7 +123,18 @@ def test_the_first_steps_give_a_working_cancel_page(browser: Any, first_steps) -
     assert page.get_by_text("Stay for 20% off, Ada").is_visible()
     assert page.get_by_text("Switch to yearly and save two months").is_visible()
     page.get_by_role("button", name="Take 20% off").click()
-    page.wait_for_url(f"{site}/?saved")
+    page.wait_for_load_state()
+    if not page.url.startswith(site):
+        # The billing action was still being applied (issue 10 section 2: the in-process
+        # worker may take the job first); the page says so and its Continue goes on.
+        assert "We are processing your request" in page.inner_text("body"), page.url
+        page.get_by_role("link", name="Continue").or_(
+            page.get_by_role("button", name="Continue")
+        ).click()
+    try:
+        page.wait_for_url(f"{site}/?saved*")  # pass-thru may add a signed token
+    except Exception as exc:
+        raise AssertionError(f"stayed on {page.url}: {page.inner_text('body')[:1500]}") from exc
     page.context.close()
 
     # stayflow recorded the save and the billing action for it (applied at once, or still

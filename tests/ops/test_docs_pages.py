@@ -72,7 +72,7 @@ def test_root_leads_to_docs_that_render_every_operation_offline(browser: Any, se
     page, refused = _offline_page(browser, server)
     page.goto(server + "/")
     assert page.url == server + "/docs"
-    page.wait_for_selector(".opblock", timeout=15_000)
+    page.wait_for_selector(".opblock", timeout=60_000)
     shown = {
         (
             block.query_selector(".opblock-summary-method").inner_text().strip(),
@@ -90,7 +90,7 @@ def test_root_leads_to_docs_that_render_every_operation_offline(browser: Any, se
 def test_redoc_renders_offline(browser: Any, server: str) -> None:
     page, refused = _offline_page(browser, server)
     page.goto(server + "/redoc")
-    page.wait_for_selector("[data-section-id^='operation/']", timeout=30_000)
+    page.wait_for_selector("[data-section-id^='operation/']", timeout=60_000)
     sections = page.query_selector_all("[data-section-id^='operation/']")
     assert len(sections) == len(_operations(server))
     # ReDoc's sidebar always tries Redocly's logo from its CDN and hides the image when that
