@@ -18,7 +18,12 @@ import pytest
 import stripe
 
 from stayflow.sandbox import Sandbox
-from tests.stripe_fixtures import STRIPE_BASE_ENV, TestClockTarget, stripe_test_key
+from tests.stripe_fixtures import (
+    STRIPE_BASE_ENV,
+    STRIPE_KEY_ENV,
+    TestClockTarget,
+    stripe_test_key,
+)
 
 
 class StripeTestMode:
@@ -72,7 +77,7 @@ class StripeTestMode:
 
 
 def _sandbox_only(what: str) -> NoReturn:
-    pytest.skip(f"needs {what}: runs on the stayflow sandbox only ({STRIPE_BASE_ENV} unset)")
+    pytest.skip(f"needs {what}: runs on the stayflow sandbox only (without {STRIPE_KEY_ENV})")
 
 
 @pytest.fixture(name="sandbox")
