@@ -31,6 +31,7 @@ from stayflow.jobs.registry import load_handlers
 from stayflow.jobs.worker import Worker
 from stayflow.mirror.endpoints import MAX_WEBHOOK_BYTES
 from stayflow.mirror.endpoints import router as mirror_router
+from stayflow.ops.docs import install_docs
 from stayflow.ops.endpoints import router as ops_router
 from stayflow.ops.input_limits import InputLimits
 from stayflow.ops.metrics import Metrics
@@ -39,6 +40,7 @@ from stayflow.ops.openapi import install_openapi
 from stayflow.page.endpoints import MAX_ACTION_BYTES as PAGE_ACTION_MAX_BYTES
 from stayflow.page.endpoints import router as page_router
 from stayflow.settings import Settings
+from stayflow.webhooks.endpoints import router as webhooks_router
 
 log = logging.getLogger("stayflow.app")
 
@@ -134,6 +136,9 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
         version=__version__,
         description="Cancel flows and retention for Stripe Billing, self-hosted.",
         lifespan=lifespan,
+        # Served by stayflow.ops.docs from packaged assets, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -157,6 +162,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     )
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     app.include_router(ops_router)
+    install_docs(app)
     app.include_router(apps_router)
     app.include_router(billing_router)
     app.include_router(billing_actions_router)
@@ -167,4 +173,5 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.include_router(cancel_sessions_admin_router)
     app.include_router(flows_router)
     app.include_router(page_router)
+    app.include_router(webhooks_router)
     return app

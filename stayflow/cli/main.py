@@ -124,7 +124,13 @@ def apps() -> None:
 @apps.command("create")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def apps_create(name: str, as_json: bool) -> None:
+@click.option(
+    "--env",
+    "as_env",
+    is_flag=True,
+    help="Print APP_ID=, APP_SECRET= and API_KEY= lines for a shell to source.",
+)
+def apps_create(name: str, as_json: bool, as_env: bool) -> None:
     """Create an app; prints its id, its secret and an admin API key (shown once)."""
     from stayflow.apps import service
     from stayflow.crypto import Encryptor
@@ -149,6 +155,12 @@ def apps_create(name: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(out))
         return
+    if as_env:
+        import shlex
+
+        for key in ("app_id", "app_secret", "api_key"):
+            click.echo(f"{key.upper()}={shlex.quote(out[key])}")
+        return
     click.echo(f"app_id:     {out['app_id']}")
     click.echo(f"app_secret: {out['app_secret']}")
     click.echo(f"api_key:    {out['api_key']}")
@@ -168,6 +180,85 @@ def apps_list() -> None:
         for app in repository.list_apps(db):
             click.echo(f"{app.app_id}\t{app.name}\t{app.created_at.isoformat()}")
     engine.dispose()
+
+
+def _open_db() -> tuple[Any, Any, Any]:
+    """(settings, engine, session factory), after migrating."""
+    from stayflow.db import make_engine, make_session_factory
+
+    settings = _settings()
+    _migrate(settings)
+    engine = make_engine(settings)
+    return settings, engine, make_session_factory(engine)
+
+
+@apps.command("delete")
+@click.argument("app_id")
+@click.option("--yes", is_flag=True, help="Do not ask; delete at once.")
+def apps_delete(app_id: str, yes: bool) -> None:
+    """Delete an app and everything it owns (keys, Stripe connection, flows, sessions, ...)."""
+    from stayflow.apps import erase, repository
+    from stayflow.crypto import Encryptor
+    from stayflow.db import transaction
+    from stayflow.errors import StayflowError
+
+    settings, engine, factory = _open_db()
+    try:
+        with transaction(factory) as db:
+            app = repository.get_app_by_public_id(db, app_id)
+            if app is None:
+                raise click.ClickException(f"no app {app_id!r}")
+            confirm = app_id
+            if not yes:
+                confirm = click.prompt(
+                    f"This deletes {app.name!r} ({app_id}) and all its data. Type its app id",
+                    default="",
+                    show_default=False,
+                )
+            rows = erase.delete_app(
+                db, app, settings, Encryptor(settings.secret_key), confirm=confirm
+            )
+    except StayflowError as exc:
+        raise click.ClickException(f"{exc.message}; nothing was deleted") from exc
+    finally:
+        engine.dispose()
+    click.echo(json.dumps({"app_id": app_id, "deleted": True, "rows": rows}))
+
+
+@apps.command("erase-subscriber")
+@click.argument("app_id")
+@click.option("--subscription", "subscription_id", default=None, help="Stripe subscription id.")
+@click.option("--customer", "customer_id", default=None, help="Stripe customer id.")
+def apps_erase_subscriber(
+    app_id: str, subscription_id: str | None, customer_id: str | None
+) -> None:
+    """Erase one subscriber's personal data, keeping anonymous counts."""
+    from stayflow.apps import erase, repository
+    from stayflow.db import transaction
+    from stayflow.errors import StayflowError
+
+    _, engine, factory = _open_db()
+    try:
+        with transaction(factory) as db:
+            app = repository.get_app_by_public_id(db, app_id)
+            if app is None:
+                raise click.ClickException(f"no app {app_id!r}")
+            done = erase.erase_subscriber(
+                db, app, subscription_id=subscription_id, customer_id=customer_id
+            )
+    except StayflowError as exc:
+        raise click.ClickException(f"{exc.message}; nothing was erased") from exc
+    finally:
+        engine.dispose()
+    click.echo(
+        json.dumps(
+            {
+                "subscription_ids": done.subscription_ids,
+                "customer_ids": done.customer_ids,
+                "counts": done.counts,
+            }
+        )
+    )
 
 
 def _add_domain_commands() -> None:
