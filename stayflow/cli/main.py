@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from stayflow.cli.common import cli_settings, migrate_database
+from stayflow.cli.common import cli_settings, migrate_database, open_database
 from stayflow.settings import Settings
 
 
@@ -184,12 +184,9 @@ def apps_list() -> None:
 
 def _open_db() -> tuple[Any, Any, Any]:
     """(settings, engine, session factory), after migrating."""
-    from stayflow.db import make_engine, make_session_factory
-
-    settings = _settings()
-    _migrate(settings)
-    engine = make_engine(settings)
-    return settings, engine, make_session_factory(engine)
+    settings = cli_settings()
+    engine, factory = open_database(settings)
+    return settings, engine, factory
 
 
 @apps.command("delete")
