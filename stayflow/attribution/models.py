@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, Date, ForeignKey, Index, String, Text, Unique
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stayflow.db import Base, BigIntPK, utcnow
+from stayflow.mirror.models import MirrorCustomer, MirrorSubscription
 
 # Statuses of a watched session.
 PENDING = "pending"  # a save inside its window, or a cancel Stripe does not show yet
@@ -32,6 +33,7 @@ class AttributionWatch(Base):
         Index("ix_attribution_watches_app_customer", "app_pk", "customer_id"),
         Index("ix_attribution_watches_app_status_window", "app_pk", "status", "window_ends_at"),
         Index("ix_attribution_watches_app_session_at", "app_pk", "session_at"),
+        Index("ix_attribution_watches_app_judged_at", "app_pk", "judged_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -67,6 +69,7 @@ class MirrorInvoice(Base):
     __table_args__ = (
         UniqueConstraint("app_pk", "invoice_id", name="uq_mirror_invoices_app_invoice"),
         Index("ix_mirror_invoices_app_subscription", "app_pk", "subscription_id"),
+        Index("ix_mirror_invoices_app_synced_at", "app_pk", "synced_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -122,3 +125,10 @@ class ExchangeRate(Base):
     # exponent (JPY 0, USD 2, KWD 3).
     rate: Mapped[str] = mapped_column(String(40))
     valid_from: Mapped[date] = mapped_column(Date)
+
+
+# What changed since the last judging pass is found by ``synced_at`` on the mirror's tables.
+Index(
+    "ix_mirror_subscriptions_app_synced_at", MirrorSubscription.app_pk, MirrorSubscription.synced_at
+)
+Index("ix_mirror_customers_app_synced_at", MirrorCustomer.app_pk, MirrorCustomer.synced_at)

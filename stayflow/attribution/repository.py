@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from stayflow.attribution.models import (
@@ -68,8 +68,7 @@ def unseen_subscriptions(db: Session, app_pk: int, limit: int) -> list[str]:
         select(AttributionWatch.subscription_id)
         .where(
             AttributionWatch.app_pk == app_pk,
-            AttributionWatch.status.in_((PENDING,)),
-            AttributionWatch.judged_at.is_(None),
+            AttributionWatch.judged_at.is_(None),  # never judged: pending, never seen
             ~seen,
         )
         .distinct()
@@ -79,35 +78,42 @@ def unseen_subscriptions(db: Session, app_pk: int, limit: int) -> list[str]:
 
 
 def watched_with_unexpanded_discounts(db: Session, app_pk: int, since: datetime) -> list[str]:
-    """Watched subscriptions whose mirror row names a discount only by id (changed since)."""
+    """Watched subscriptions whose mirror row (changed since) names a discount only by id."""
     rows = db.execute(
-        select(MirrorSubscription.subscription_id, MirrorSubscription.raw)
-        .join(
-            AttributionWatch,
-            and_(
-                AttributionWatch.app_pk == MirrorSubscription.app_pk,
-                AttributionWatch.subscription_id == MirrorSubscription.subscription_id,
-            ),
-        )
-        .where(
-            MirrorSubscription.app_pk == app_pk,
-            MirrorSubscription.synced_at > since,
-            AttributionWatch.status.in_(OPEN_STATUSES),
+        select(MirrorSubscription.subscription_id, MirrorSubscription.raw).where(
+            MirrorSubscription.app_pk == app_pk, MirrorSubscription.synced_at > since
         )
     ).all()
-    found = [
+    named = sorted(
         sub_id
         for sub_id, raw in rows
         if any(isinstance(d, str) for d in (raw or {}).get("discounts") or [])
-    ]
-    return sorted(set(found))
+    )
+    watched: set[str] = set()
+    for chunk in _chunks(named):
+        watched.update(
+            db.scalars(
+                select(AttributionWatch.subscription_id).where(
+                    AttributionWatch.app_pk == app_pk,
+                    AttributionWatch.status.in_(OPEN_STATUSES),
+                    AttributionWatch.subscription_id.in_(chunk),
+                )
+            ).all()
+        )
+    return sorted(watched)
+
+
+def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
 
 
 def earliest_open_session(db: Session, app_pk: int) -> datetime | None:
+    # In session order along (app_pk, session_at): stops at the first open watch.
     found: datetime | None = db.scalar(
-        select(func.min(AttributionWatch.session_at)).where(
-            AttributionWatch.app_pk == app_pk, AttributionWatch.status.in_(OPEN_STATUSES)
-        )
+        select(AttributionWatch.session_at)
+        .where(AttributionWatch.app_pk == app_pk, AttributionWatch.status.in_(OPEN_STATUSES))
+        .order_by(AttributionWatch.session_at)
+        .limit(1)
     )
     return found
 
@@ -115,39 +121,79 @@ def earliest_open_session(db: Session, app_pk: int) -> datetime | None:
 def watches_to_judge(
     db: Session, app_pk: int, now: datetime, changed_since: datetime | None
 ) -> Sequence[AttributionWatch]:
-    """Never judged, window ended while pending, or their data changed since the last pass."""
-    conditions: list[Any] = [
-        AttributionWatch.judged_at.is_(None),
-        and_(AttributionWatch.status == PENDING, AttributionWatch.window_ends_at <= now),
-    ]
+    """Never judged, window ended while pending, or their data changed since the last pass.
+
+    Each part is its own indexed query (an OR over them would scan every watch of the app).
+    """
+    open_watch = and_(AttributionWatch.app_pk == app_pk, AttributionWatch.status.in_(OPEN_STATUSES))
+    ids: set[int] = set(
+        db.scalars(
+            # Never judged means still pending: (app_pk, judged_at) alone finds them.
+            select(AttributionWatch.id).where(
+                AttributionWatch.app_pk == app_pk, AttributionWatch.judged_at.is_(None)
+            )
+        ).all()
+    )
+    ids.update(
+        db.scalars(
+            select(AttributionWatch.id).where(
+                AttributionWatch.app_pk == app_pk,
+                AttributionWatch.status == PENDING,
+                AttributionWatch.window_ends_at <= now,
+            )
+        ).all()
+    )
     if changed_since is not None:
-        changed_subs = select(MirrorSubscription.subscription_id).where(
-            MirrorSubscription.app_pk == app_pk, MirrorSubscription.synced_at > changed_since
+        changed = db.execute(
+            select(MirrorSubscription.subscription_id, MirrorSubscription.customer_id).where(
+                MirrorSubscription.app_pk == app_pk, MirrorSubscription.synced_at > changed_since
+            )
+        ).all()
+        sub_ids = {sub_id for sub_id, _ in changed}
+        sub_ids.update(
+            i
+            for i in db.scalars(
+                select(MirrorInvoice.subscription_id).where(
+                    MirrorInvoice.app_pk == app_pk, MirrorInvoice.synced_at > changed_since
+                )
+            ).all()
+            if i
         )
-        changed_customers = select(MirrorSubscription.customer_id).where(
-            MirrorSubscription.app_pk == app_pk, MirrorSubscription.synced_at > changed_since
+        customers = {customer for _, customer in changed if customer}
+        customers.update(
+            db.scalars(
+                select(MirrorCustomer.customer_id).where(
+                    MirrorCustomer.app_pk == app_pk, MirrorCustomer.synced_at > changed_since
+                )
+            ).all()
         )
-        changed_customer_rows = select(MirrorCustomer.customer_id).where(
-            MirrorCustomer.app_pk == app_pk, MirrorCustomer.synced_at > changed_since
+        for chunk in _chunks(sorted(sub_ids)):
+            ids.update(
+                db.scalars(
+                    select(AttributionWatch.id).where(
+                        open_watch, AttributionWatch.subscription_id.in_(chunk)
+                    )
+                ).all()
+            )
+        for chunk in _chunks(sorted(customers)):
+            ids.update(
+                db.scalars(
+                    select(AttributionWatch.id).where(
+                        open_watch, AttributionWatch.customer_id.in_(chunk)
+                    )
+                ).all()
+            )
+    found: list[AttributionWatch] = []
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), 500):
+        found.extend(
+            db.scalars(
+                select(AttributionWatch)
+                .where(AttributionWatch.id.in_(ordered[start : start + 500]))
+                .order_by(AttributionWatch.id)
+            ).all()
         )
-        changed_invoices = select(MirrorInvoice.subscription_id).where(
-            MirrorInvoice.app_pk == app_pk, MirrorInvoice.synced_at > changed_since
-        )
-        conditions += [
-            AttributionWatch.subscription_id.in_(changed_subs),
-            AttributionWatch.subscription_id.in_(changed_invoices),
-            AttributionWatch.customer_id.in_(changed_customers),
-            AttributionWatch.customer_id.in_(changed_customer_rows),
-        ]
-    return db.scalars(
-        select(AttributionWatch)
-        .where(
-            AttributionWatch.app_pk == app_pk,
-            AttributionWatch.status.in_(OPEN_STATUSES),
-            or_(*conditions),
-        )
-        .order_by(AttributionWatch.id)
-    ).all()
+    return found
 
 
 def mirror_rows(db: Session, app_pk: int, subscription_ids: list[str]) -> dict[str, Any]:
