@@ -103,6 +103,8 @@ class AttributionState(Base):
     last_sync_mode: Mapped[str | None] = mapped_column(String(20), default=None)
     last_sync_requests: Mapped[int] = mapped_column(default=0)
     last_sync_error: Mapped[str | None] = mapped_column(Text, default=None)
+    # The last ``stripe_events.id`` (webhooks) whose invoice was copied into mirror_invoices.
+    webhook_events_through: Mapped[int] = mapped_column(BigInteger, default=0)
     # Mirror rows written after this (wall clock) have not been judged yet.
     judged_through: Mapped[datetime | None] = mapped_column(default=None)
 

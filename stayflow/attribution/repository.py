@@ -20,7 +20,7 @@ from stayflow.attribution.models import (
 from stayflow.cancel_sessions.models import CANCELED, DEFLECTED, SAVED, CancelSession
 from stayflow.db import utcnow
 from stayflow.mirror import repository as mirror_repository
-from stayflow.mirror.models import MirrorCustomer, MirrorSubscription
+from stayflow.mirror.models import MirrorCustomer, MirrorSubscription, StripeEvent
 
 WATCHED_OUTCOMES = (SAVED, DEFLECTED, CANCELED)
 
@@ -268,6 +268,27 @@ def customers_raw(db: Session, app_pk: int, customer_ids: list[str]) -> dict[str
         )
     ).all()
     return {customer_id: raw for customer_id, raw in rows}
+
+
+def webhook_invoice_events(
+    db: Session, app_pk: int, after_id: int, limit: int
+) -> Sequence[StripeEvent]:
+    """Invoice events the webhooks stored (``stripe_events``) after ``after_id``, oldest first."""
+    return db.scalars(
+        select(StripeEvent)
+        .where(
+            StripeEvent.app_pk == app_pk,
+            StripeEvent.id > after_id,
+            StripeEvent.type.like("invoice.%"),
+        )
+        .order_by(StripeEvent.id)
+        .limit(limit)
+    ).all()
+
+
+def last_event_id(db: Session, app_pk: int) -> int:
+    found = db.scalar(select(func.max(StripeEvent.id)).where(StripeEvent.app_pk == app_pk))
+    return int(found or 0)
 
 
 def upsert_invoices(db: Session, rows: list[dict[str, Any]]) -> int:

@@ -30,7 +30,7 @@ from stayflow.attribution.models import (
 )
 from stayflow.attribution.mrr import mrr
 from stayflow.billing.actions.service import emit_event
-from stayflow.billing.stripe.convert import epoch_to_utc
+from stayflow.billing.stripe.convert import epoch_to_utc, invoice_from
 from stayflow.cancel_sessions.models import CANCELED, CancelSession
 from stayflow.db import utcnow
 from stayflow.errors import BadRequest
@@ -43,6 +43,8 @@ WIN_BACK_DAYS = 90
 ENROLL_BATCH = 5000
 MAX_ENROLL_BATCHES = 100
 JUDGE_BATCH = 500
+WEBHOOK_BATCH = 1000
+MAX_WEBHOOK_BATCHES = 100
 # Offers whose effect on Stripe is a pause: "paused by our own offer" still validates.
 PAUSE_OFFERS = ("pause", "extension")
 ENDED = ("canceled", "incomplete_expired")
@@ -388,8 +390,39 @@ class JudgeResult:
     changed: int = 0
 
 
+def absorb_webhook_invoices(db: Session, app_pk: int) -> int:
+    """Copy the invoices that webhooks brought (``stripe_events``) into mirror_invoices.
+
+    The mirror stores subscription events itself; invoices are attribution's (cash collected,
+    dues unpaid), read from the stored events past a cursor, so none is read twice.
+    """
+    state = repository.get_or_create_state(db, app_pk)
+    written = 0
+    for _ in range(MAX_WEBHOOK_BATCHES):
+        events = repository.webhook_invoice_events(
+            db, app_pk, state.webhook_events_through, WEBHOOK_BATCH
+        )
+        rows = []
+        for event in events:
+            data = event.payload.get("data") if isinstance(event.payload, dict) else None
+            obj = data.get("object") if isinstance(data, dict) else None
+            if isinstance(obj, dict) and obj.get("id"):
+                rows.append(
+                    repository.invoice_values(
+                        app_pk, invoice_from(obj), version=event.stripe_created
+                    )
+                )
+        written += repository.upsert_invoices(db, rows)
+        if events:
+            state.webhook_events_through = events[-1].id
+        if len(events) < WEBHOOK_BATCH:
+            break
+    return written
+
+
 def judge_changed(db: Session, app_pk: int, now: datetime) -> JudgeResult:
     """Judge what needs it: new watches, windows ended, data changed since the last pass."""
+    absorb_webhook_invoices(db, app_pk)
     state = repository.get_or_create_state(db, app_pk)
     mark = utcnow()
     result = JudgeResult()

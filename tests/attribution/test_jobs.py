@@ -19,8 +19,9 @@ from stayflow.jobs.worker import Worker
 from stayflow.mirror import service as mirror_service
 from stayflow.sandbox import Sandbox
 from stayflow.settings import Settings
-from tests.attribution.helpers import Attribution, counting
+from tests.attribution.helpers import DAY, Attribution, counting
 from tests.attribution.test_api import _subscription
+from tests.billing.helpers import ENCRYPTOR, event, set_webhook_secret, sign
 from tests.billing_actions.helpers import make_env
 from tests.conftest import Tenant
 
@@ -121,3 +122,38 @@ def test_a_discount_offer_applied_by_the_billing_job(att: Attribution) -> None:
     assert (watch.offer_type, watch.mrr_at_session, watch.mrr_kept) == ("discount", 825, 660)
     att.sync(days=30 - 1)
     assert att.watch(session).status == "validated"
+
+
+def test_cash_from_an_invoice_webhook_without_a_sync(att: Attribution) -> None:
+    """invoice.paid delivered by webhook (signed, stored once by the mirror's endpoint code) is
+    counted as cash by the scheduled judging, with no Stripe request."""
+    sub = _subscription(att.sandbox, 2000)
+    session = att.session(sub, "saved")
+    att.sync(days=1)
+    att.sandbox.advance_clock(31 * DAY)  # the renewal is paid in Stripe; no sync runs
+    client = att.sandbox.client()
+    invoice = max(client.v1.invoices.list({"subscription": sub}).data, key=lambda i: i.created)
+    assert invoice.status == "paid"
+    secret = "whsec_attribution_test"
+    set_webhook_secret(att.factory, att.env.app_id, secret, api_key=att.sandbox.secret_key)
+    body = event(
+        "evt_invoice_paid_1",
+        "invoice.paid",
+        json.loads(json.dumps(invoice.to_dict(), default=str)),
+        att.sandbox.now(),
+    )
+    with transaction(att.factory) as db:
+        mirror_service.receive_webhook(db, ENCRYPTOR, att.env.app_id, body, sign(body, secret))
+    services = {**att.env.services(), "clock": att.now}
+    with transaction(att.factory) as db:
+        from stayflow.jobs import service as jobs
+
+        jobs.enqueue(db, "attribution.judge_all", {})
+    worker = Worker(att.factory, services=services)
+    with counting(att.sandbox) as requests:
+        try:
+            worker.run_until_idle(timeout=60)
+        finally:
+            worker.stop(timeout=1)
+    assert [r for r in requests if "invoices" in r or "events" in r] == []
+    assert att.watch(session).cash_collected == 2000

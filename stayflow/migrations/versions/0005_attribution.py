@@ -2,7 +2,7 @@
 
 Revision ID: 0005_attribution
 Revises: 0004_billing_actions
-Create Date: 2026-12-01 05:44:58.229259
+Create Date: 2026-12-01 05:52:46.888714
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ def upgrade() -> None:
         sa.Column("last_sync_mode", sa.String(length=20), nullable=True),
         sa.Column("last_sync_requests", sa.Integer(), nullable=False),
         sa.Column("last_sync_error", sa.Text(), nullable=True),
+        sa.Column("webhook_events_through", sa.BigInteger(), nullable=False),
         sa.Column("judged_through", stayflow.db.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["app_pk"],
