@@ -4,6 +4,7 @@ from, each app's sync state and settings, and the business's dated exchange rate
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, Date, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -47,6 +48,8 @@ class AttributionWatch(Base):
     session_at: Mapped[datetime] = mapped_column()
     window_days: Mapped[int] = mapped_column()
     window_ends_at: Mapped[datetime] = mapped_column()
+    # What the session's enrichment saw before the offer (items, first discount), if anything.
+    snapshot: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(16), default=PENDING)
     status_at: Mapped[datetime | None] = mapped_column(default=None)
     cause: Mapped[str | None] = mapped_column(Text, default=None)

@@ -58,6 +58,16 @@ def sessions_to_enroll(db: Session, app_pk: int, limit: int) -> Sequence[CancelS
     ).all()
 
 
+def never_judged(db: Session, app_pk: int, subscription_id: str) -> Sequence[AttributionWatch]:
+    return db.scalars(
+        select(AttributionWatch).where(
+            AttributionWatch.app_pk == app_pk,
+            AttributionWatch.subscription_id == subscription_id,
+            AttributionWatch.judged_at.is_(None),
+        )
+    ).all()
+
+
 def unseen_subscriptions(db: Session, app_pk: int, limit: int) -> list[str]:
     """Subscriptions of open watches the mirror has never seen."""
     seen = exists().where(

@@ -43,6 +43,7 @@ WIN_BACK_DAYS = 90
 ENROLL_BATCH = 5000
 MAX_ENROLL_BATCHES = 100
 JUDGE_BATCH = 500
+MAX_ENRICHED_ITEMS = 10
 WEBHOOK_BATCH = 1000
 MAX_WEBHOOK_BATCHES = 100
 # Offers whose effect on Stripe is a pause: "paused by our own offer" still validates.
@@ -89,6 +90,59 @@ def _offer_type(cs: CancelSession) -> str | None:
     return None
 
 
+def snapshot_of(fields: dict[str, Any]) -> dict[str, Any]:
+    """Items and first discount as the session's enrichment saw them (Stripe's JSON shape).
+
+    Empty unless every item's price is known; the enrichment keeps at most 10 items.
+    """
+    count = fields.get("subscription.items.count")
+    if not isinstance(count, int) or not 0 < count <= MAX_ENRICHED_ITEMS:
+        return {}
+    items: list[dict[str, Any]] = []
+    for i in range(count):
+        p = f"subscription.items.{i}"
+        amount = fields.get(f"{p}.price.amount")
+        decimal = fields.get(f"{p}.price.amount_decimal")
+        interval = fields.get(f"{p}.price.interval")
+        if (amount is None and decimal is None) or not isinstance(interval, str):
+            return {}
+        items.append(
+            {
+                "id": fields.get(f"{p}.id"),
+                "quantity": fields.get(f"{p}.quantity"),
+                "price": {
+                    "id": fields.get(f"{p}.price.id"),
+                    "unit_amount": amount,
+                    "unit_amount_decimal": decimal,
+                    "recurring": {
+                        "interval": interval,
+                        "interval_count": fields.get(f"{p}.price.interval_count") or 1,
+                    },
+                },
+            }
+        )
+    found: dict[str, Any] = {"items": items}
+    percent = fields.get("subscription.discount.coupon.percent_off")
+    amount_off = fields.get("subscription.discount.coupon.amount_off")
+    if percent is not None or amount_off is not None:
+        found["discount"] = {
+            "id": fields.get("subscription.discount.id"),
+            "start": None,
+            "end": None,
+            "source": {
+                "type": "coupon",
+                "coupon": {
+                    "id": fields.get("subscription.discount.coupon.id"),
+                    "percent_off": percent,
+                    "amount_off": amount_off,
+                    "currency": fields.get("subscription.discount.coupon.currency"),
+                    "duration": fields.get("subscription.discount.coupon.duration"),
+                },
+            },
+        }
+    return found
+
+
 def enroll(db: Session, app_pk: int) -> int:
     """Put every finished saved / deflected / canceled session not yet watched on the list."""
     state = repository.get_or_create_state(db, app_pk)
@@ -115,6 +169,7 @@ def _enroll_batch(
                 outcome=str(cs.outcome),
                 offer_id=cs.offer_accepted_id,
                 offer_type=_offer_type(cs),
+                snapshot=snapshot_of(cs.enriched_fields or {}),
                 session_at=session_at,
                 window_days=window_days,
                 window_ends_at=session_at + timedelta(days=window_days),
@@ -134,12 +189,11 @@ def _enroll_batch(
 def mark_unmatched(db: Session, app_pk: int, subscription_id: str, why: str) -> int:
     """Stripe does not know this subscription: its open watches say so (and why)."""
     changed = 0
-    for watch in repository.list_watches(db, app_pk, status=PENDING, limit=10_000):
-        if watch.subscription_id == subscription_id and watch.judged_at is None:
-            watch.status = UNMATCHED
-            watch.cause = why[:500]
-            watch.judged_at = utcnow()
-            changed += 1
+    for watch in repository.never_judged(db, app_pk, subscription_id):
+        watch.status = UNMATCHED
+        watch.cause = why[:500]
+        watch.judged_at = utcnow()
+        changed += 1
     return changed
 
 
@@ -154,8 +208,16 @@ def before_offer(raw: dict[str, Any], watch: AttributionWatch) -> dict[str, Any]
     """
     at = epoch(watch.session_at)
     before = copy.deepcopy(raw)
+    snapshot = watch.snapshot or {}
+    if snapshot.get("items"):
+        # The enrichment saw the items before the offer (a plan change swaps them).
+        before["items"] = {"object": "list", "data": snapshot["items"]}
     discounts = [d for d in before.get("discounts") or [] if isinstance(d, dict)]
-    before["discounts"] = [d for d in discounts if int(d.get("start") or 0) < at]
+    kept = [d for d in discounts if int(d.get("start") or 0) < at]
+    if not kept and snapshot.get("discount"):
+        # A discount offer replaces the discounts; the enrichment saw the first one before.
+        kept = [snapshot["discount"]]
+    before["discounts"] = kept
     if watch.offer_type in PAUSE_OFFERS:
         before["pause_collection"] = None
     if before.get("status") in ENDED or before.get("status") in ("past_due", "unpaid"):

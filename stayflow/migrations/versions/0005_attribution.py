@@ -2,7 +2,7 @@
 
 Revision ID: 0005_attribution
 Revises: 0004_billing_actions
-Create Date: 2026-12-01 05:52:46.888714
+Create Date: 2026-12-01 05:56:58.114541
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy import Text  # noqa: F401  (autogenerate renders JSONB(astext_type=Text()))
+from sqlalchemy import Text
+from sqlalchemy.dialects import postgresql
 
 import stayflow.db
 
@@ -92,6 +93,11 @@ def upgrade() -> None:
         sa.Column("session_at", stayflow.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("window_days", sa.Integer(), nullable=False),
         sa.Column("window_ends_at", stayflow.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "snapshot",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("status_at", stayflow.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("cause", sa.Text(), nullable=True),
