@@ -8,12 +8,12 @@ caller's transaction through ``billing.actions.service.emit_event``.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from stayflow.attribution import repository
@@ -158,32 +158,31 @@ def enroll(db: Session, app_pk: int) -> int:
 def _enroll_batch(
     db: Session, app_pk: int, window_days: int, sessions: Sequence[CancelSession]
 ) -> int:
-    added = 0
-    for cs in sessions:
-        session_at = cs.created_at
-        db.add(
-            AttributionWatch(
-                app_pk=app_pk,
-                session_id=cs.session_id,
-                subscription_id=cs.subscription_id,
-                outcome=str(cs.outcome),
-                offer_id=cs.offer_accepted_id,
-                offer_type=_offer_type(cs),
-                snapshot=snapshot_of(cs.enriched_fields or {}),
-                session_at=session_at,
-                window_days=window_days,
-                window_ends_at=session_at + timedelta(days=window_days),
-                status=PENDING,
-                mrr_kept=0,
-                mrr_lost=0,
-                cash_collected=0,
-                created_at=utcnow(),
-            )
-        )
-        added += 1
-    if added:
-        db.flush()
-    return added
+    rows = [
+        {
+            "app_pk": app_pk,
+            "session_id": cs.session_id,
+            "subscription_id": cs.subscription_id,
+            "customer_id": None,
+            "outcome": str(cs.outcome),
+            "offer_id": cs.offer_accepted_id,
+            "offer_type": _offer_type(cs),
+            "snapshot": snapshot_of(cs.enriched_fields or {}),
+            "session_at": cs.created_at,
+            "window_days": window_days,
+            "window_ends_at": cs.created_at + timedelta(days=window_days),
+            "status": PENDING,
+            "mrr_kept": 0,
+            "mrr_lost": 0,
+            "cash_collected": 0,
+            "created_at": utcnow(),
+        }
+        for cs in sessions
+    ]
+    if rows:
+        # One executemany (the table, not the ORM: no identity map for thousands of rows).
+        db.execute(insert(AttributionWatch.__table__), rows)  # type: ignore[arg-type]
+    return len(rows)
 
 
 def mark_unmatched(db: Session, app_pk: int, subscription_id: str, why: str) -> int:
@@ -207,7 +206,7 @@ def before_offer(raw: dict[str, Any], watch: AttributionWatch) -> dict[str, Any]
     offer, and an end that came after (a cancel is undone: it was active then).
     """
     at = epoch(watch.session_at)
-    before = copy.deepcopy(raw)
+    before = dict(raw)  # top-level keys are replaced below, never changed in place
     snapshot = watch.snapshot or {}
     if snapshot.get("items"):
         # The enrichment saw the items before the offer (a plan change swaps them).
