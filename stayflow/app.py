@@ -33,6 +33,7 @@ from stayflow.ops.metrics import Metrics
 from stayflow.ops.middleware import RequestContextMiddleware
 from stayflow.page.endpoints import router as page_router
 from stayflow.settings import Settings
+from stayflow.webhooks.endpoints import router as webhooks_router
 
 log = logging.getLogger("stayflow.app")
 
@@ -124,4 +125,5 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.include_router(cancel_sessions_admin_router)
     app.include_router(flows_router)
     app.include_router(page_router)
+    app.include_router(webhooks_router)
     return app

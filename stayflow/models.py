@@ -12,6 +12,7 @@ from stayflow.billing.models import BillingConnection
 from stayflow.cancel_sessions.models import CancelSession
 from stayflow.crypto import register_encrypted
 from stayflow.enrichment.models import FieldMapping
+from stayflow.events.models import Event
 from stayflow.flows.models import FlowConfig
 from stayflow.jobs.models import Job
 from stayflow.mirror.models import (
@@ -21,6 +22,7 @@ from stayflow.mirror.models import (
     MirrorSubscription,
     StripeEvent,
 )
+from stayflow.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiKey",
@@ -31,6 +33,7 @@ __all__ = [
     "BillingConnection",
     "BillingEvent",
     "CancelSession",
+    "Event",
     "ExchangeRate",
     "FieldMapping",
     "FlowConfig",
@@ -41,6 +44,9 @@ __all__ = [
     "MirrorProduct",
     "MirrorSubscription",
     "StripeEvent",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]
 
 # Secrets ``stayflow keys rotate`` re-encrypts (each domain registers its own beside its model).

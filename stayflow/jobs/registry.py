@@ -23,6 +23,7 @@ HANDLER_MODULES: list[str] = [
     "stayflow.mirror.tasks",
     "stayflow.billing.actions.tasks",
     "stayflow.attribution.tasks",
+    "stayflow.webhooks.tasks",
 ]
 
 
