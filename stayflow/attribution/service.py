@@ -29,11 +29,12 @@ from stayflow.attribution.models import (
     MirrorInvoice,
 )
 from stayflow.attribution.mrr import mrr
-from stayflow.billing.actions.service import emit_event
 from stayflow.billing.stripe.convert import epoch_to_utc, invoice_from
 from stayflow.cancel_sessions.models import CANCELED, CancelSession
 from stayflow.db import utcnow
 from stayflow.errors import BadRequest
+from stayflow.events import service as events_service
+from stayflow.events.schemas import CancelReactivated, SaveLapsed, SaveValidated
 from stayflow.mirror.models import MirrorSubscription
 
 MIN_WINDOW_DAYS = 1
@@ -49,10 +50,6 @@ MAX_WEBHOOK_BATCHES = 100
 # Offers whose effect on Stripe is a pause: "paused by our own offer" still validates.
 PAUSE_OFFERS = ("pause", "extension")
 ENDED = ("canceled", "incomplete_expired")
-
-EVENT_VALIDATED = "save.validated"
-EVENT_LAPSED = "save.lapsed"
-EVENT_REACTIVATED = "cancel.reactivated"
 
 
 class InvalidWindow(BadRequest):
@@ -361,7 +358,7 @@ def _event_data(watch: AttributionWatch) -> dict[str, Any]:
         "subscription_id": watch.subscription_id,
         "outcome": watch.outcome,
         "status": watch.status,
-        "at": watch.status_at.isoformat() if watch.status_at else None,
+        "at": watch.status_at,
         "cause": watch.cause,
         "currency": watch.currency,
         "mrr_at_session": watch.mrr_at_session,
@@ -439,9 +436,9 @@ def judge(
         watch.mrr_kept, watch.mrr_lost = kept_now, 0
     if watch.status == before:
         return False
-    event = {VALIDATED: EVENT_VALIDATED, LAPSED: EVENT_LAPSED, REACTIVATED: EVENT_REACTIVATED}
+    event = {VALIDATED: SaveValidated, LAPSED: SaveLapsed, REACTIVATED: CancelReactivated}
     if watch.status in event:
-        emit_event(db, watch.app_pk, event[watch.status], _event_data(watch))
+        events_service.emit(db, watch.app_pk, event[watch.status](**_event_data(watch)))
     return True
 
 
