@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stayflow import __version__
 from stayflow.apps.endpoints import router as apps_router
+from stayflow.attribution.endpoints import router as attribution_router
 from stayflow.billing.actions.endpoints import router as billing_actions_router
 from stayflow.billing.endpoints import router as billing_router
 from stayflow.cancel_sessions.endpoints import admin_router as cancel_sessions_admin_router
@@ -119,6 +120,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.include_router(billing_actions_router)
     app.include_router(enrichment_router)
     app.include_router(mirror_router)
+    app.include_router(attribution_router)
     app.include_router(precancel_router)
     app.include_router(cancel_sessions_admin_router)
     app.include_router(flows_router)

@@ -1,6 +1,12 @@
 """Imports every domain's models so that Base.metadata knows every table."""
 
 from stayflow.apps.models import ApiKey, App
+from stayflow.attribution.models import (
+    AttributionState,
+    AttributionWatch,
+    ExchangeRate,
+    MirrorInvoice,
+)
 from stayflow.billing.actions.models import BillingAction, BillingEvent
 from stayflow.billing.models import BillingConnection
 from stayflow.cancel_sessions.models import CancelSession
@@ -21,16 +27,20 @@ from stayflow.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEnd
 __all__ = [
     "ApiKey",
     "App",
+    "AttributionState",
+    "AttributionWatch",
     "BillingAction",
     "BillingConnection",
     "BillingEvent",
     "CancelSession",
     "Event",
+    "ExchangeRate",
     "FieldMapping",
     "FlowConfig",
     "Job",
     "MirrorBackfill",
     "MirrorCustomer",
+    "MirrorInvoice",
     "MirrorProduct",
     "MirrorSubscription",
     "StripeEvent",

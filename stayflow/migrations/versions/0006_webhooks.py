@@ -1,7 +1,7 @@
 """webhooks
 
-Revision ID: 0005_webhooks
-Revises: 0004_billing_actions
+Revision ID: 0006_webhooks
+Revises: 0005_attribution
 Create Date: 2026-12-01 05:08:32.694615
 """
 
@@ -16,8 +16,8 @@ from sqlalchemy.dialects import postgresql
 
 import stayflow.db
 
-revision: str = "0005_webhooks"
-down_revision: str | None = "0004_billing_actions"
+revision: str = "0006_webhooks"
+down_revision: str | None = "0005_attribution"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
