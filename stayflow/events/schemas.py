@@ -147,6 +147,38 @@ class SessionCompleted(SessionBase):
     completed_at: datetime
 
 
+class AttributionChange(EventData):
+    """Written by attribution (``stayflow/attribution``) when a session's watch changes."""
+
+    session_id: str
+    subscription_id: str
+    outcome: str | None = None
+    status: str | None = None
+    at: str | None = Field(None, description="ISO 8601 time of the change.")
+    cause: str | None = None
+    currency: str | None = None
+    mrr_at_session: int | None = Field(None, description="Minor units.")
+    mrr_kept: int | None = Field(None, description="Minor units.")
+    mrr_lost: int | None = Field(None, description="Minor units.")
+    cash_collected: int | None = Field(None, description="Minor units.")
+    reactivated_subscription_id: str | None = None
+
+
+class SaveValidated(AttributionChange):
+    event_type: ClassVar[str] = "save.validated"
+    summary: ClassVar[str] = "A save kept paying through its validation window."
+
+
+class SaveLapsed(AttributionChange):
+    event_type: ClassVar[str] = "save.lapsed"
+    summary: ClassVar[str] = "A saved subscription stopped paying within the window."
+
+
+class CancelReactivated(AttributionChange):
+    event_type: ClassVar[str] = "cancel.reactivated"
+    summary: ClassVar[str] = "A canceled subscriber came back (a new or resumed subscription)."
+
+
 class WebhookEndpointDisabled(EventData):
     event_type: ClassVar[str] = "webhook.endpoint.disabled"
     summary: ClassVar[str] = (
@@ -176,6 +208,9 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         SessionCompleted,
         BillingActionSucceeded,
         BillingActionFailed,
+        SaveValidated,
+        SaveLapsed,
+        CancelReactivated,
         WebhookEndpointDisabled,
         WebhookTest,
     )

@@ -34,7 +34,6 @@ def upgrade() -> None:
         ),
         sa.Column("endpoint_id", sa.String(length=40), nullable=False),
         sa.Column("app_pk", sa.BigInteger().with_variant(sa.INTEGER(), "sqlite"), nullable=False),
-        sa.Column("kind", sa.String(length=20), nullable=False),
         sa.Column("url", sa.String(length=2048), nullable=False),
         sa.Column("description", sa.String(length=500), nullable=False),
         sa.Column(
