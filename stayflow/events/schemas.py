@@ -148,35 +148,41 @@ class SessionCompleted(SessionBase):
 
 
 class AttributionChange(EventData):
-    """Written by attribution (``stayflow/attribution``) when a session's watch changes."""
+    """A watched session's status changed in attribution (docs/attribution.md)."""
 
     session_id: str
     subscription_id: str
-    outcome: str | None = None
-    status: str | None = None
-    at: str | None = Field(None, description="ISO 8601 time of the change.")
-    cause: str | None = None
+    outcome: str = Field(description="saved, deflected or canceled")
+    status: str
+    at: datetime | None = Field(None, description="When the change took effect in Stripe.")
+    cause: str | None = Field(None, description="Why a save lapsed (canceled, unpaid, ...).")
     currency: str | None = None
-    mrr_at_session: int | None = Field(None, description="Minor units.")
-    mrr_kept: int | None = Field(None, description="Minor units.")
-    mrr_lost: int | None = Field(None, description="Minor units.")
-    cash_collected: int | None = Field(None, description="Minor units.")
+    mrr_at_session: int | None = Field(None, description="Minor units, before the offer.")
+    mrr_kept: int
+    mrr_lost: int
+    cash_collected: int = Field(description="Paid invoices since the session, minor units.")
     reactivated_subscription_id: str | None = None
 
 
 class SaveValidated(AttributionChange):
     event_type: ClassVar[str] = "save.validated"
-    summary: ClassVar[str] = "A save kept paying through its validation window."
+    summary: ClassVar[str] = (
+        "A save kept paying to the end of its validation window (30 days by default)."
+    )
 
 
 class SaveLapsed(AttributionChange):
     event_type: ClassVar[str] = "save.lapsed"
-    summary: ClassVar[str] = "A saved subscription stopped paying within the window."
+    summary: ClassVar[str] = (
+        "A save was canceled, set to cancel or went unpaid inside its window (date and cause)."
+    )
 
 
 class CancelReactivated(AttributionChange):
     event_type: ClassVar[str] = "cancel.reactivated"
-    summary: ClassVar[str] = "A canceled subscriber came back (a new or resumed subscription)."
+    summary: ClassVar[str] = (
+        "A canceled session's customer started a paying subscription within 90 days."
+    )
 
 
 class WebhookEndpointDisabled(EventData):

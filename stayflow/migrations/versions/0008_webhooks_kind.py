@@ -1,7 +1,7 @@
 """webhook endpoints get a kind (webhook, slack, email_digest)
 
-Revision ID: 0007_webhooks_kind
-Revises: 0006_webhooks
+Revision ID: 0008_webhooks_kind
+Revises: 0007_attribution
 Create Date: 2026-12-01 06:05:00
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007_webhooks_kind"
-down_revision: str | None = "0006_webhooks"
+revision: str = "0008_webhooks_kind"
+down_revision: str | None = "0007_attribution"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
