@@ -220,8 +220,10 @@ def test_html_form_flow_with_redirects(client, flow, session_factory):
         follow_redirects=False,
     )
     assert again.status_code == 303 and again.headers["location"] == SAVE_URL
+    # The reopened link is the result page: what happened, and on to the business.
     finished = client.get(f"/c/{token}")
-    assert finished.status_code == 409 and "already complete" in finished.text
+    assert finished.status_code == 200 and "Thank you for staying" in finished.text
+    assert f'href="{SAVE_URL}"' in finished.text
     assert len(jobs(session_factory)) == 1
 
 
