@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from stayflow.page.schemas import ResultOut
+
 
 class PrecancelRequest(BaseModel):
     """What the snippet's ``handleData`` receives; other top-level fields are kept as given."""
@@ -70,6 +72,12 @@ class CancelSessionOut(BaseModel):
     reason_at: datetime | None
     outcome_at: datetime | None
     expires_at: datetime
+    result: ResultOut | None = Field(
+        default=None,
+        description="One session only: what its outcome did, in the subscriber's language, as "
+        "the result page says it (a cancel's effective date and that no further charge "
+        "will be made).",
+    )
 
 
 class CancelSessionList(BaseModel):
