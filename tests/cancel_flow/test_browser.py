@@ -322,7 +322,7 @@ def test_cancel_lands_on_the_confirmation_url_on_a_phone(browser, tenant, host, 
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         shots.take(page, "reason-phone-fr")
         page.get_by_label("I'm not using it enough").check()
-        page.get_by_label("Voulez-vous ajouter quelque chose ?").fill("Pas le temps")
+        page.get_by_label("Voulez-vous ajouter quelque chose\u202f?").fill("Pas le temps")
         # Straight from the first step: the cancel button is on every step.
         page.get_by_role("button", name="Résilier l'abonnement").click()
         page.wait_for_url(f"{host.origin}/goodbye")
@@ -460,3 +460,18 @@ def test_xss_in_custom_fields_is_inert(page, tenant, host, shots):
     assert page.locator("img[src=x]").count() == 0
     assert page.locator("main script").count() == 0
     only_our_origins(page, tenant.url, host.origin)
+
+
+def test_the_comment_box_shows_only_for_reasons_that_ask(page, tenant, host):
+    host.page_with_snippet(f"{tenant.url}/js/stayflow.js", snippet_data(tenant, host))
+    page.goto(host.origin + "/")
+    page.click("#bb-cancel")
+    page.wait_for_url(f"{tenant.url}/c/*")
+    comment = page.locator("#comment")
+    assert not comment.is_visible()
+    page.get_by_label("It's too expensive").check()
+    assert not comment.is_visible()
+    page.get_by_label("I'm not using it enough").check()  # this reason asks for a comment
+    assert comment.is_visible()
+    page.get_by_label("It's too expensive").check()
+    assert not comment.is_visible()
