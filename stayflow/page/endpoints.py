@@ -282,6 +282,9 @@ def _run_action(
         if action == "reason":
             sessions.record_reason(db, state.cs, state.snap, body.reason_id, body.comment, now)
         elif action == "accept":
+            if body.offer_id in state.hidden_offers:
+                # Refused by Stripe before (or to this subscriber): not on offer any more.
+                raise sessions.UnknownChoice("that offer is not available in this session")
             result = sessions.accept_offer(db, state.cs, state.snap, body.offer_id, now)
         elif action == "deflect":
             result = sessions.deflect(db, state.cs, state.snap, now)

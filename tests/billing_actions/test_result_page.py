@@ -182,6 +182,11 @@ def test_an_offer_stripe_refuses_sends_the_subscriber_back_to_the_offers(
     with session_factory() as db:
         assert db.scalars(select(BillingAction)).all() == []
     assert retrieve(stripe_client, sub_id)["discounts"] == []
+    # Asking for it again is refused up front; nothing is sent to Stripe.
+    again = stripe_api.post(
+        f"/c/{token}/accept", json={"offer_id": "off", "csrf_token": csrf}, headers=JSON
+    )
+    assert again.status_code == 400 and "not available" in again.json()["error"]["message"]
     # The business sees the refusal: an event, and the offer flagged.
     events = stripe_api.get("/api/v1/billing/events", headers=owner.headers).json()["data"]
     (event,) = [e for e in events if e["type"] == "billing.offer.refused"]

@@ -22,7 +22,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -43,6 +43,7 @@ from stayflow.billing.actions.models import (
     BillingEvent,
 )
 from stayflow.billing.actions.plans import OfferNotApplicable
+from stayflow.billing.models import BillingConnection
 from stayflow.billing.provider import (
     BillingBusy,
     BillingIdempotencyConflict,
@@ -57,7 +58,7 @@ from stayflow.billing.provider import (
 from stayflow.billing.schemas import CancelOptions, StripeSetup
 from stayflow.billing.stripe.convert import subscription_from
 from stayflow.crypto import Encryptor
-from stayflow.db import insert_ignoring_conflicts, utcnow
+from stayflow.db import utcnow
 from stayflow.settings import Settings
 
 log = logging.getLogger("stayflow.billing.actions")
@@ -156,37 +157,38 @@ def ensure_action(
     subscription_id: str,
     offer: dict[str, Any] | None = None,
 ) -> ActionRow:
-    """The action's row, created on the first attempt (own transaction, committed)."""
+    """The action's row, created on the first attempt, its attempts counted (one statement in
+    its own transaction, committed)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
     with factory() as db:
-        insert_ignoring_conflicts(
-            db,
-            BillingAction,
-            {
-                "app_pk": app_pk,
-                "session_id": session_id,
-                "kind": kind,
-                "subscription_id": subscription_id,
-                "offer_id": (offer or {}).get("id"),
-                "offer_type": (offer or {}).get("type"),
-                "status": PENDING,
-                "plan": {},
-                "result": {},
-                "attempts": 0,
-                "created_at": utcnow(),
-                "updated_at": utcnow(),
-            },
-            on=["session_id", "kind"],
+        now = utcnow()
+        dialect = db.get_bind().dialect.name
+        insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = insert_fn(BillingAction).values(
+            app_pk=app_pk,
+            session_id=session_id,
+            kind=kind,
+            subscription_id=subscription_id,
+            offer_id=(offer or {}).get("id"),
+            offer_type=(offer or {}).get("type"),
+            status=PENDING,
+            plan={},
+            result={},
+            attempts=1,
+            created_at=now,
+            updated_at=now,
         )
-        row = db.scalar(
-            select(BillingAction).where(
-                BillingAction.session_id == session_id, BillingAction.kind == kind
-            )
+        upsert = stmt.on_conflict_do_update(
+            index_elements=["session_id", "kind"],
+            set_={"attempts": BillingAction.attempts + 1, "updated_at": now},
+        ).returning(
+            BillingAction.id, BillingAction.status, BillingAction.plan, BillingAction.created_at
         )
-        assert row is not None
-        row.attempts += 1
-        found = ActionRow(row.id, row.status, dict(row.plan or {}), row.created_at)
+        row = db.execute(upsert).one()
         db.commit()
-        return found
+        created_at = row[3] if row[3].tzinfo else row[3].replace(tzinfo=UTC)
+        return ActionRow(row[0], row[1], dict(row[2] or {}), created_at)
 
 
 def freeze_plan(
@@ -316,6 +318,8 @@ class Context:
     setup: StripeSetup
     writer: BillingWriter | None
     call: Caller
+    # The app's connection as read once for this attempt (the mirror's freshness needs it).
+    connection: BillingConnection | None = None
 
 
 def load_context(
@@ -334,13 +338,17 @@ def load_context(
         setup = StripeSetup.model_validate(conn.setup if conn else {})
         key = billing_service.connected_key(encryptor, conn)
         provider = conn.provider if conn else "stripe"
+        if conn is not None:
+            own.expunge(conn)
     cfg = action_settings()
     timeout = cfg.inline_timeout if inline else cfg.worker_timeout
     writer = None
     if key is not None:
         writer = WRITER_FACTORIES[provider](settings, key, timeout)
     tries = 1 if inline else cfg.worker_call_tries
-    return Context(db, factory, app_pk, setup, writer, Caller(tries, cfg.max_inline_wait))
+    return Context(
+        db, factory, app_pk, setup, writer, Caller(tries, cfg.max_inline_wait), connection=conn
+    )
 
 
 def _permanent(exc: Exception) -> ActionFailed:
@@ -410,7 +418,6 @@ def apply_offer(ctx: Context, payload: dict[str, Any]) -> str:
         if isinstance(exc, BillingError):  # authentication, permissions: no retry helps
             raise _permanent(exc) from None
         raise
-    _remember(ctx, after)
     mark_applied(
         ctx.db,
         row.id,
@@ -438,13 +445,13 @@ def current_subscription(
 ) -> FetchedSubscription:
     """The subscription as it is now: the mirror's row when it is fresh, else Stripe's."""
     assert ctx.writer is not None
-    if trust_mirror:
+    conn = ctx.connection
+    if trust_mirror and conn is not None and conn.webhook_configured_at is not None:
         from stayflow.mirror import repository as mirror_repository
         from stayflow.mirror.service import is_fresh
 
         with ctx.factory() as own:
             found = mirror_repository.get_subscription(own, ctx.app_pk, subscription_id)
-            conn = billing_repository.get_connection_by_app_pk(own, ctx.app_pk)
             if found is not None and found.raw and is_fresh(found, conn):
                 raw = dict(found.raw)
                 try:
@@ -453,18 +460,6 @@ def current_subscription(
                     pass  # a row we cannot read: ask Stripe
     writer = ctx.writer
     return ctx.call(lambda: writer.retrieve_subscription(subscription_id))
-
-
-def _remember(ctx: Context, after: FetchedSubscription) -> None:
-    """Keep the mirror as current as Stripe's answer (own transaction; best effort)."""
-    from stayflow.mirror.service import store_live
-
-    try:
-        with ctx.factory() as own:
-            store_live(own, ctx.app_pk, after.raw)
-            own.commit()
-    except Exception:  # the mirror catches up from webhooks anyway
-        log.warning("billing.action.mirror_not_updated", exc_info=True)
 
 
 def _plan_offer(
@@ -524,7 +519,6 @@ def cancel_subscription(ctx: Context, payload: dict[str, Any]) -> str:
             current = fetched if target == sub_id else None
             after = _cancel_one(ctx, plan, session_id, target, current)
             results[target] = plans.state_of(after.raw)
-            _remember(ctx, after)
             if target == sub_id:
                 summary = plans.cancel_summary(plan, after.raw)
     except (OfferNotApplicable, BillingInvalidRequest) as exc:
