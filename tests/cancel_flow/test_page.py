@@ -301,7 +301,7 @@ experiences: [{id: d, offers: [p]}]
     assert page["locale"] == "fr" and page["reasons"][0]["label"] == "Trop cher"
     assert page["copy"]["title"] == "Nous sommes désolés de vous voir partir"
     html = client.get(f"/c/{fr}").text
-    assert '<html lang="fr">' in html and "Pourquoi résiliez-vous ?" in html
+    assert '<html lang="fr">' in html and "Pourquoi résiliez-vous\u202f?" in html
     de = start_session(client, owner)
     page = page_json(client, de, **{"Accept-Language": "it;q=0.9, de-DE;q=0.8, en;q=0.5"})
     assert page["locale"] == "de" and page["reasons"][0]["label"] == "Too expensive"
