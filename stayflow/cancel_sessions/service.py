@@ -353,6 +353,23 @@ def accept_offer(
     return ActionResult(outcome, destination(cs, snap))
 
 
+def reopen_after_refusal(db: Session, cs: CancelSession, offer_id: str) -> bool:
+    """Stripe refused the accepted offer at once: nothing is saved, the session is open again
+    (the subscriber chooses another offer or cancels). False if the outcome moved on."""
+    result = db.execute(
+        update(CancelSession)
+        .where(
+            CancelSession.id == cs.id,
+            CancelSession.outcome == SAVED,
+            CancelSession.offer_accepted_id == offer_id,
+        )
+        .values(outcome=None, outcome_at=None, offer_accepted_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    db.refresh(cs)
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
 def deflect(db: Session, cs: CancelSession, snap: FlowSnapshot, now: datetime) -> ActionResult:
     if cs.finished:
         return _replay_or_refuse(cs, snap, (DEFLECTED,))
