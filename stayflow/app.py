@@ -18,6 +18,7 @@ from stayflow.billing.actions.endpoints import router as billing_actions_router
 from stayflow.billing.endpoints import router as billing_router
 from stayflow.cancel_sessions.endpoints import admin_router as cancel_sessions_admin_router
 from stayflow.cancel_sessions.endpoints import public_router as precancel_router
+from stayflow.cancel_sessions.fastpath import PrecancelRoute
 from stayflow.crypto import Encryptor
 from stayflow.db import make_engine, make_session_factory
 from stayflow.enrichment.endpoints import router as enrichment_router
@@ -111,6 +112,9 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.state.metrics = Metrics(session_factory)
     app.state.worker = None
     install_error_handlers(app)
+    # Precancel's own route sits inside the request-id/metrics middleware (added after it,
+    # so outside it) and in front of the router: see cancel_sessions/fastpath.py.
+    app.add_middleware(PrecancelRoute)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     app.include_router(ops_router)
     app.include_router(apps_router)

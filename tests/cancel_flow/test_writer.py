@@ -148,3 +148,50 @@ def test_unknown_apps_are_404_or_400(client, app_id):
     }
     response = client.post("/precancel", json=body)
     assert response.status_code in (400, 404) and response.json()["valid"] is False
+
+
+def _find_middleware(app, kind):
+    layer = app.middleware_stack
+    for _ in range(50):
+        if isinstance(layer, kind):
+            return layer
+        layer = getattr(layer, "app", None)
+    return None
+
+
+def test_precancel_takes_its_own_route_and_keeps_metrics(client, owner):
+    from stayflow.cancel_sessions.fastpath import PrecancelRoute
+
+    configure(client, owner)
+    assert client.get("/healthz").status_code == 200  # builds the stack; others pass through
+    route = _find_middleware(client.app, PrecancelRoute)
+    assert route is not None and route.active  # falls back to the router only if it must
+    answer = client.post("/precancel", json=precancel_body(owner, subscription_id="sub_fast"))
+    assert answer.status_code == 200 and answer.json()["valid"] is True
+    assert len(answer.headers["x-request-id"]) == 32
+    bad = client.post("/precancel", content=b"not json")
+    assert bad.status_code == 400 and bad.json()["valid"] is False
+    metrics = client.get("/metrics").text
+    assert 'stayflow_http_requests_total{method="POST",route="/precancel",status="200"} 1.0' in (
+        metrics
+    )
+    assert client.get("/precancel").status_code == 405  # other methods: the router's answer
+
+
+def test_random_bytes_are_never_handed_out_twice_even_across_fork():
+    import os
+
+    from stayflow.cancel_sessions.randomness import random_bytes
+
+    seen = {random_bytes(36) for _ in range(500)}  # spans several 4 KiB blocks
+    assert len(seen) == 500
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: what would it hand out next?
+        os.write(write, random_bytes(36))
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 36)
+    os.close(read)
+    os.close(write)
+    assert child != random_bytes(36)  # the parent's next bytes: a child must not repeat them
