@@ -76,10 +76,20 @@ def test_concurrent_writes_share_commits(engine, session_factory, owner):
         # batch took, the second takes all the rest.
         assert all_queued.wait(timeout=30)
 
+    inserting: set[int] = set()
+
+    def on_execute(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO CANCEL_SESSIONS"):
+            inserting.add(id(conn))
+
     def on_commit(conn):
-        commits.append(1)
+        # Commits that stored rows (the writer's connection also commits its settings once).
+        if id(conn) in inserting:
+            inserting.discard(id(conn))
+            commits.append(1)
 
     event.listen(engine, "begin", on_begin)
+    event.listen(engine, "before_cursor_execute", on_execute)
     event.listen(engine, "commit", on_commit)
     try:
         writer = SessionWriter(engine)
@@ -93,6 +103,7 @@ def test_concurrent_writes_share_commits(engine, session_factory, owner):
         asyncio.run(main())
     finally:
         event.remove(engine, "begin", on_begin)
+        event.remove(engine, "before_cursor_execute", on_execute)
         event.remove(engine, "commit", on_commit)
     assert count(session_factory) == 200
     assert 1 <= len(commits) <= 2, len(commits)
@@ -195,3 +206,35 @@ def test_random_bytes_are_never_handed_out_twice_even_across_fork():
     os.close(read)
     os.close(write)
     assert child != random_bytes(36)  # the parent's next bytes: a child must not repeat them
+
+
+def test_writer_keeps_its_connection_settings_to_itself_and_survives_losing_it(
+    engine, session_factory, owner, monkeypatch
+):
+    from sqlalchemy import text
+
+    import stayflow.cancel_sessions.writer as writer_module
+
+    monkeypatch.setattr(writer_module, "IDLE_SECONDS", 0.1)
+    with session_factory() as db:
+        app_pk = db.scalar(select(App.id).where(App.app_id == owner.app_id))
+    writer = SessionWriter(engine)
+    asyncio.run(writer.write(row(app_pk, 1)))
+    thread = writer._thread
+    if thread is not None:
+        thread.join(timeout=10)  # idle: the thread has let its connection go
+    if engine.dialect.name == "postgresql":
+        # No pooled connection inherits the writer's non-durable commits.
+        with engine.connect() as conn:
+            assert conn.execute(text("SHOW synchronous_commit")).scalar() == "on"
+            # The database drops every other connection (a restart, a failover, an idle
+            # timeout): the writer's next batch must still be stored.
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            conn.commit()
+    asyncio.run(writer.write(row(app_pk, 2)))
+    assert count(session_factory) == 2
