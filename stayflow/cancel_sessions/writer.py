@@ -54,7 +54,13 @@ class SessionWriter:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._statement = insert(CancelSession)
-        self._queue: queue.Queue[_Pending] = queue.Queue()
+        # Rows cross between the event loop and the thread in groups, both ways: what one
+        # turn of a loop wrote is handed over at once (one wake-up of the thread, not one
+        # per row), and a batch's answers go back in one call per loop (one wake-up of the
+        # loop). Each wake-up is a system call, which the profile showed per request.
+        self._queue: queue.Queue[list[_Pending]] = queue.Queue()
+        self._gathering: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+        self._carried: list[_Pending] = []  # taken from the queue beyond MAX_BATCH
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -62,9 +68,18 @@ class SessionWriter:
         """Insert ``row``; returns once it is committed (raises if it could not be)."""
         loop = asyncio.get_running_loop()
         pending = _Pending(row, loop.create_future(), loop)
-        self._queue.put(pending)
-        self._ensure_thread()
+        group = self._gathering.get(loop)
+        if group is None:
+            group = self._gathering[loop] = []
+            loop.call_soon(self._hand_over, loop)  # at the end of this turn of the loop
+        group.append(pending)
         await pending.future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        group = self._gathering.pop(loop, None)
+        if group:
+            self._queue.put(group)
+            self._ensure_thread()
 
     def _ensure_thread(self) -> None:
         with self._lock:
@@ -78,21 +93,23 @@ class SessionWriter:
         conn: Connection | None = None
         try:
             while True:
-                try:
-                    first = self._queue.get(timeout=IDLE_SECONDS)
-                except queue.Empty:
-                    with self._lock:
-                        # Re-check under the lock: a writer may have queued just now.
-                        if self._queue.empty():
-                            self._thread = None
-                            return
-                    continue
-                batch = [first]
+                batch, self._carried = self._carried, []
+                if not batch:
+                    try:
+                        batch = self._queue.get(timeout=IDLE_SECONDS)
+                    except queue.Empty:
+                        with self._lock:
+                            # Re-check under the lock: a writer may have queued just now.
+                            if self._queue.empty():
+                                self._thread = None
+                                return
+                        continue
                 while len(batch) < MAX_BATCH:
                     try:
-                        batch.append(self._queue.get_nowait())
+                        batch.extend(self._queue.get_nowait())
                     except queue.Empty:
                         break
+                batch, self._carried = batch[:MAX_BATCH], batch[MAX_BATCH:]
                 conn = self._commit(conn, batch)
         finally:
             if conn is not None:
@@ -136,34 +153,42 @@ class SessionWriter:
         except _Failed as failed:
             conn = failed.conn
             if len(batch) == 1:
-                self._answer(batch[0], failed.error)
+                self._answer([(batch[0], failed.error)])
                 return conn
             # One bad row must not fail the others: retry them one by one.
             log.warning("cancel_sessions.batch_insert_failed", extra={"rows": len(batch)})
+            answers: list[tuple[_Pending, BaseException | None]] = []
             for pending in batch:
                 try:
                     conn = self._insert(conn, [pending.row])
                 except _Failed as single:
                     conn = single.conn
-                    self._answer(pending, single.error)
+                    answers.append((pending, single.error))
                 else:
-                    self._answer(pending, None)
+                    answers.append((pending, None))
+            self._answer(answers)
             return conn
-        for pending in batch:
-            self._answer(pending, None)
+        self._answer([(pending, None) for pending in batch])
         return conn
 
     @staticmethod
-    def _answer(pending: _Pending, error: BaseException | None) -> None:
-        def settle() -> None:
-            if pending.future.done():
-                return
-            if error is None:
-                pending.future.set_result(None)
-            else:
-                pending.future.set_exception(error)
+    def _answer(answers: list[tuple[_Pending, BaseException | None]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Pending, BaseException | None]]]
+        by_loop = {}
+        for pending, error in answers:
+            by_loop.setdefault(pending.loop, []).append((pending, error))
+        for loop, settled in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, settled)
+            except RuntimeError:  # the request's loop is gone (server shut down)
+                pass
 
-        try:
-            pending.loop.call_soon_threadsafe(settle)
-        except RuntimeError:  # the request's loop is gone (server shut down)
-            pass
+
+def _settle(answers: list[tuple[_Pending, BaseException | None]]) -> None:
+    for pending, error in answers:
+        if pending.future.done():
+            continue
+        if error is None:
+            pending.future.set_result(None)
+        else:
+            pending.future.set_exception(error)
