@@ -328,37 +328,57 @@ def test_builtin_reasons_when_none_configured(client, owner):
     assert done.status_code == 200
 
 
-class StaticEnricher:
-    def __init__(self, fields):
-        self.fields = fields
-        self.calls = 0
+@pytest.fixture
+def stripe_page(settings, owner, sandbox, stripe_client, make_paying_customer, make_price):
+    """The app with its real Stripe enricher, talking to the sandbox; owner connected, flows
+    applied, and a yearly subscription for a customer named Ada."""
+    from fastapi.testclient import TestClient
 
-    def enrich(self, db, cancel_session):
-        self.calls += 1
-        return self.fields
+    from stayflow.app import create_app
+
+    app = create_app(settings.model_copy(update={"stripe_api_base": sandbox.url}))
+    with TestClient(app) as test_client:
+        configure(test_client, owner)
+        apply_flows(test_client, owner)
+        connected = test_client.put(
+            "/api/v1/billing/stripe", json={"api_key": sandbox.secret_key}, headers=owner.headers
+        )
+        assert connected.status_code == 200, connected.text
+        customer = make_paying_customer(name="Ada")
+        sub = stripe_client.v1.subscriptions.create(
+            {"customer": customer.id, "items": [{"price": make_price(24000, "year").id}]}
+        )
+        yield test_client, sub.id
 
 
-class BrokenEnricher:
-    def enrich(self, db, cancel_session):
-        raise RuntimeError("billing provider down")
+def _sandbox_calls(sandbox, rule):
+    return next(r["hits"] for r in sandbox.faults()["rules"] if r["id"] == rule)
 
 
-def test_enrichment_feeds_audiences_once(client, flow, session_factory):
-    enricher = StaticEnricher({"subscription.plan.interval": "year", "customer.name": "Ada"})
-    client.app.state.services["enricher"] = enricher
-    token = start_session(client, flow)
+def test_enrichment_feeds_audiences_once(stripe_page, owner, sandbox, session_factory):
+    """The real enricher against the sandbox: one Stripe call at the first view (counted at
+    the sandbox), none at precancel or at the second view; its fields pick the experience."""
+    client, sub_id = stripe_page
+    counter = sandbox.inject_fault("latency", seconds=0, path="/v1/*", times=None)
+    token = start_session(client, owner, subscription_id=sub_id)
+    assert _sandbox_calls(sandbox, counter) == 0  # precancel never calls Stripe
     page = page_json(client, token)
     page_json(client, token)
-    assert enricher.calls == 1  # at the first view only; precancel never calls it
+    assert _sandbox_calls(sandbox, counter) == 1  # at the first view only
     cs = session_row(session_factory, page["session_id"])
     assert cs.experience_id == "annual_flow"
-    assert cs.enriched_fields == {"subscription.plan.interval": "year", "customer.name": "Ada"}
+    assert cs.enriched_fields["subscription.plan.interval"] == "year"
+    assert cs.enriched_fields["subscription.customer.name"] == "Ada"
+    assert cs.enriched_fields["enrichment.stripe_calls"] == 1
 
 
-def test_a_failing_enricher_still_shows_the_default(client, flow, session_factory):
-    client.app.state.services["enricher"] = BrokenEnricher()
-    token = start_session(client, flow)
+def test_a_failing_enricher_still_shows_the_default(stripe_page, owner, sandbox, session_factory):
+    """Stripe answering 500 to everything (the sandbox's fault, not a stand-in enricher)."""
+    client, sub_id = stripe_page
+    sandbox.inject_fault("error", status=500, path="/v1/*", times=None)
+    token = start_session(client, owner, subscription_id=sub_id)
     page = page_json(client, token)
+    assert page["step"] == "reason"
     assert session_row(session_factory, page["session_id"]).experience_id == "default"
 
 
