@@ -480,3 +480,55 @@ def test_admin_sessions_list_filters_and_pages(client, flow):
     assert client.get("/api/v1/cancel-sessions?outcome=weird", headers=h).status_code == 422
     assert client.get("/api/v1/cancel-sessions?limit=1000", headers=h).status_code == 422
     assert client.get("/api/v1/cancel-sessions/cs_nope", headers=h).status_code == 404
+
+
+REDIRECT_FLOWS = """\
+reasons:
+  - {id: too_hard, label: "It's too hard to use", feedback: too_complex}
+offers:
+  - id: talk
+    type: redirect
+    url: https://support.example.com/chat?topic=cancel
+    headline: "Talk to a person first"
+    button: "Chat with support"
+    reasons: [too_hard]
+experiences:
+  - {id: default, reasons: [too_hard], offers: [talk]}
+"""
+
+
+def test_redirect_offer_end_to_end(client, owner, session_factory):
+    """A redirect offer through the HTML page: allowed by the page's CSP, answered with a 303
+    to its URL, recorded as `redirected` once (replays too), no billing job, visible in the
+    admin API."""
+    configure(client, owner)
+    apply_flows(client, owner, REDIRECT_FLOWS)
+    token = start_session(client, owner)
+    html = client.get(f"/c/{token}")
+    assert "form-action 'self'" in html.headers["content-security-policy"]
+    assert "https://support.example.com" in html.headers["content-security-policy"]
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', html.text).group(1)
+    step = client.post(
+        f"/c/{token}/reason",
+        data={"csrf_token": csrf, "reason_id": "too_hard", "comment": ""},
+        follow_redirects=False,
+    )
+    assert step.status_code == 303
+    offers = client.get(f"/c/{token}").text
+    assert "Talk to a person first" in offers and "Chat with support" in offers
+    for _ in range(2):  # the second is a replay (a double click): the same answer
+        done = client.post(
+            f"/c/{token}/accept",
+            data={"csrf_token": csrf, "offer_id": "talk"},
+            follow_redirects=False,
+        )
+        assert done.status_code == 303
+        assert done.headers["location"] == "https://support.example.com/chat?topic=cancel"
+    finished = client.get(f"/c/{token}")
+    assert finished.status_code == 409 and "already complete" in finished.text
+    assert jobs(session_factory) == []  # no billing work for a redirect
+    listed = client.get(
+        "/api/v1/cancel-sessions", params={"outcome": "redirected"}, headers=owner.headers
+    ).json()["data"]
+    assert len(listed) == 1 and listed[0]["outcome"] == "redirected"
+    assert listed[0]["offer_accepted_id"] == "talk"
