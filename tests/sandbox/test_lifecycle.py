@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -214,6 +213,7 @@ def test_idempotency_key(
 class _Receiver(http.server.BaseHTTPRequestHandler):
     received: list[tuple[bytes, str]] = []
     fail_first = 0
+    arrived: threading.Event  # set on each delivery accepted (the fixture makes one per test)
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -223,6 +223,7 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
             self.send_response(500)
         else:
             cls.received.append((body, self.headers["Stripe-Signature"]))
+            cls.arrived.set()
             self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -233,7 +234,9 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, type[_Receiver]]]:
-    handler = type("Handler", (_Receiver,), {"received": [], "fail_first": 0})
+    handler = type(
+        "Handler", (_Receiver,), {"received": [], "fail_first": 0, "arrived": threading.Event()}
+    )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -242,10 +245,13 @@ def receiver() -> Iterator[tuple[str, type[_Receiver]]]:
     server.server_close()
 
 
-def _wait(cond: Callable[[], bool], seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while not cond() and time.monotonic() < deadline:
-        time.sleep(0.05)
+def _wait(cond: Callable[[], bool], tries: int = 200) -> None:
+    """Until the sandbox's own state says so (bounded; fails the test when it never does)."""
+    for _ in range(tries):
+        if cond():
+            return
+        threading.Event().wait(0.05)
+    raise AssertionError("the sandbox never reached the expected state")
 
 
 def test_webhooks_signed_and_retried(
@@ -264,7 +270,7 @@ def test_webhooks_signed_and_retried(
     assert "secret" not in stripe_client.v1.webhook_endpoints.retrieve(endpoint.id)
     handler.fail_first = 2
     sub = _sub(stripe_client, paying.id, price.id)
-    _wait(lambda: len(handler.received) >= 1)
+    assert handler.arrived.wait(timeout=10)  # a delivery accepted by the receiver
     body, signature = handler.received[0]
     event = stripe.Webhook.construct_event(body, signature, endpoint.secret)
     assert event.type == "customer.subscription.created"
@@ -284,7 +290,7 @@ def test_sandbox_webhook_route(
     secret = sandbox.add_webhook(url, ["customer.created"], secret="whsec_fixed")
     assert secret == "whsec_fixed"
     stripe_client.v1.customers.create({"email": "w@example.com"})
-    _wait(lambda: len(handler.received) >= 1)
+    assert handler.arrived.wait(timeout=10)  # a delivery accepted by the receiver
     event = stripe.Webhook.construct_event(*handler.received[0], secret)
     assert event.type == "customer.created"
 
@@ -484,9 +490,7 @@ def test_client_timeout_does_not_stop_the_request(sandbox: Sandbox) -> None:
     with pytest.raises(stripe.APIConnectionError):
         client.v1.customers.create({"email": "slow@example.com"})
     sandbox.set_latency(0)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not sandbox.client().v1.customers.list().data:
-        time.sleep(0.1)
+    _wait(lambda: bool(sandbox.client().v1.customers.list().data))
     # as on Stripe, the request the client gave up on still ran
     assert [c.email for c in sandbox.client().v1.customers.list().data] == ["slow@example.com"]
 
