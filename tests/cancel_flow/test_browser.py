@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -404,7 +405,8 @@ def test_fallback_href_when_precancel_hangs(page, tenant, host):
         host.page_with_snippet(
             f"http://127.0.0.1:{port}/js/stayflow.js", snippet_data(tenant, host)
         )
-        page.clock.install()
+        # Installed, the fake clock still follows real time; paused, it moves only when told.
+        page.clock.install(time=datetime(2026, 1, 1, tzinfo=UTC))
         # The snippet gives up by aborting its fetch: report it to the test (a navigation is
         # asynchronous, so neither the URL nor the page's own state can say "not yet").
         gave_up: list[bool] = []
@@ -415,6 +417,7 @@ def test_fallback_href_when_precancel_hangs(page, tenant, host):
             " window.stayflowTestGaveUp(); return abort.apply(this, arguments); }; })()"
         )
         page.goto(host.origin + "/")
+        page.clock.pause_at(datetime(2026, 1, 1, 1, tzinfo=UTC))
         page.click("#bb-cancel")
         assert arrived.wait(timeout=10)  # the precancel request is in flight
         page.clock.run_for(2_900)
