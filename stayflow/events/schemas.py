@@ -129,7 +129,11 @@ class SessionCompleted(SessionBase):
     experience_id: str | None = None
     experiment_id: str | None = None
     variant_id: str | None = None
+    customer_name: str | None = Field(None, description="From Stripe, else the request.")
+    customer_email: str | None = Field(None, description="From Stripe, else the request.")
+    plan_name: str | None = Field(None, description="The first item's product name.")
     reason_id: str | None = None
+    reason_label: str | None = Field(None, description="The reason as the subscriber saw it.")
     reason_feedback: str | None = None
     comment: str | None = None
     offers_shown: list[str] = Field(default_factory=list)
@@ -141,6 +145,44 @@ class SessionCompleted(SessionBase):
     )
     created_at: datetime
     completed_at: datetime
+
+
+class AttributionChange(EventData):
+    """A watched session's status changed in attribution (docs/attribution.md)."""
+
+    session_id: str
+    subscription_id: str
+    outcome: str = Field(description="saved, deflected or canceled")
+    status: str
+    at: datetime | None = Field(None, description="When the change took effect in Stripe.")
+    cause: str | None = Field(None, description="Why a save lapsed (canceled, unpaid, ...).")
+    currency: str | None = None
+    mrr_at_session: int | None = Field(None, description="Minor units, before the offer.")
+    mrr_kept: int
+    mrr_lost: int
+    cash_collected: int = Field(description="Paid invoices since the session, minor units.")
+    reactivated_subscription_id: str | None = None
+
+
+class SaveValidated(AttributionChange):
+    event_type: ClassVar[str] = "save.validated"
+    summary: ClassVar[str] = (
+        "A save kept paying to the end of its validation window (30 days by default)."
+    )
+
+
+class SaveLapsed(AttributionChange):
+    event_type: ClassVar[str] = "save.lapsed"
+    summary: ClassVar[str] = (
+        "A save was canceled, set to cancel or went unpaid inside its window (date and cause)."
+    )
+
+
+class CancelReactivated(AttributionChange):
+    event_type: ClassVar[str] = "cancel.reactivated"
+    summary: ClassVar[str] = (
+        "A canceled session's customer started a paying subscription within 90 days."
+    )
 
 
 class WebhookEndpointDisabled(EventData):
@@ -172,6 +214,9 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         SessionCompleted,
         BillingActionSucceeded,
         BillingActionFailed,
+        SaveValidated,
+        SaveLapsed,
+        CancelReactivated,
         WebhookEndpointDisabled,
         WebhookTest,
     )
