@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -375,9 +376,13 @@ def test_fallback_href_on_an_invalid_answer(page, tenant, host):
 
 
 def test_fallback_href_when_precancel_hangs(page, tenant, host):
-    """A server that serves the snippet but never answers precancel: 3 s, then the href."""
+    """A server that serves the snippet but never answers precancel: 3 s, then the href.
+
+    The page runs on Playwright's fake clock (an injected clock, not a stopwatch): the test
+    moves it past 2.9 s (still waiting) and then past 3 s (the fallback)."""
     snippet = httpx.get(f"{tenant.url}/js/stayflow.js").text
     release = threading.Event()
+    arrived = threading.Event()
 
     class Hanging(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -387,7 +392,8 @@ def test_fallback_href_when_precancel_hangs(page, tenant, host):
             self.wfile.write(snippet.encode())
 
         def do_POST(self) -> None:
-            release.wait(timeout=8)  # bounded: longer than the snippet's 3 s
+            arrived.set()
+            release.wait(timeout=30)  # bounded; the test releases it when done
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -399,11 +405,26 @@ def test_fallback_href_when_precancel_hangs(page, tenant, host):
         host.page_with_snippet(
             f"http://127.0.0.1:{port}/js/stayflow.js", snippet_data(tenant, host)
         )
+        # Installed, the fake clock still follows real time; paused, it moves only when told.
+        page.clock.install(time=datetime(2026, 1, 1, tzinfo=UTC))
+        # The snippet gives up by aborting its fetch: report it to the test (a navigation is
+        # asynchronous, so neither the URL nor the page's own state can say "not yet").
+        gave_up: list[bool] = []
+        page.expose_function("stayflowTestGaveUp", lambda: gave_up.append(True))
+        page.add_init_script(
+            "(() => { const abort = AbortController.prototype.abort;"
+            " AbortController.prototype.abort = function () {"
+            " window.stayflowTestGaveUp(); return abort.apply(this, arguments); }; })()"
+        )
         page.goto(host.origin + "/")
-        started = time.monotonic()
+        page.clock.pause_at(datetime(2026, 1, 1, 1, tzinfo=UTC))
         page.click("#bb-cancel")
-        page.wait_for_url(f"{host.origin}/fallback", timeout=8_000)
-        assert time.monotonic() - started >= 2.5
+        assert arrived.wait(timeout=10)  # the precancel request is in flight
+        page.clock.run_for(2_900)
+        page.evaluate("() => 1")  # a round trip: any report sent so far has arrived
+        assert gave_up == []  # still waiting at 2.9 s
+        page.clock.run_for(200)
+        page.wait_for_url(f"{host.origin}/fallback", timeout=10_000)
     finally:
         release.set()
         server.shutdown()
