@@ -18,10 +18,29 @@ class PrecancelRequest(BaseModel):
         max_length=128,
         description="hex HMAC-SHA256 of subscription_id with the app secret, made server-side.",
     )
+    signed_fields: str | None = Field(
+        default=None,
+        max_length=16_000,
+        description="Fields the business vouches for: v1.<base64url JSON {subscription_id, "
+        "timestamp, fields}>.<hex HMAC-SHA256 of the text before the last dot>, made "
+        "server-side. Its fields are under signed.* for audience rules.",
+    )
     email: str | None = Field(default=None, max_length=320)
     first_name: str | None = Field(default=None, max_length=200)
-    save_return_url: str = Field(min_length=1, max_length=2048)
-    cancel_confirmation_url: str = Field(min_length=1, max_length=2048)
+    save_return_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="Where a saved subscriber goes; default: the app's, else stayflow's "
+        "result page.",
+    )
+    cancel_confirmation_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="Where a cancelled subscriber goes; default: the app's, else stayflow's "
+        "result page.",
+    )
     locale: str | None = Field(default=None, max_length=35)
     account: dict[str, Any] = Field(default_factory=dict)
     custom: dict[str, Any] = Field(default_factory=dict)
@@ -51,11 +70,16 @@ class CancelSessionOut(BaseModel):
     session_id: str
     subscription_id: str
     signed: bool
-    request_fields: dict[str, Any]
+    request_fields: dict[str, Any] = Field(
+        description="What the snippet sent: unsigned, the subscriber could have changed it."
+    )
+    signed_fields: dict[str, Any] = Field(
+        default_factory=dict, description="What the business's signed_fields token vouched for."
+    )
     enriched_fields: dict[str, Any]
     locale: str | None
-    save_return_url: str
-    cancel_confirmation_url: str
+    save_return_url: str | None = Field(description="None: stayflow's own result page.")
+    cancel_confirmation_url: str | None = Field(description="None: stayflow's own result page.")
     experience_id: str | None
     experiment_id: str | None
     variant_id: str | None

@@ -11,7 +11,6 @@ import base64
 import hashlib
 import hmac
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +19,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
 from stayflow.apps.models import App
-from stayflow.cancel_sessions import repository
+from stayflow.cancel_sessions import repository, trust
 from stayflow.cancel_sessions.appcache import AppInfo
 from stayflow.cancel_sessions.enrichment import Enricher, safe_enrich
 from stayflow.cancel_sessions.models import (
@@ -33,6 +32,7 @@ from stayflow.cancel_sessions.models import (
 )
 from stayflow.cancel_sessions.schemas import PrecancelRequest
 from stayflow.cancel_sessions.settings import CancelFlowSettings
+from stayflow.cancel_sessions.settings import read as read_settings
 from stayflow.errors import BadRequest, Conflict, NotFound, StayflowError
 from stayflow.flows import service as flows_service
 from stayflow.flows.assignment import FlowSnapshot, choose, offers_for_reason
@@ -107,13 +107,8 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def expected_auth_hash(app_secret: str, subscription_id: str) -> str:
-    return hmac.new(app_secret.encode(), subscription_id.encode(), hashlib.sha256).hexdigest()
-
-
-def signature_valid(app_secret: str, subscription_id: str, auth_hash: str) -> bool:
-    expected = expected_auth_hash(app_secret, subscription_id)
-    return hmac.compare_digest(expected.encode(), auth_hash.strip().lower().encode())
+expected_auth_hash = trust.expected_auth_hash
+signature_valid = trust.auth_hash_valid
 
 
 def csrf_token(secret_key: str, cs: CancelSession) -> str:
@@ -149,19 +144,37 @@ def prepare_session(
     settings = app.settings
     if not check_origin(settings, origin):
         raise OriginNotAllowed("this origin is not in the app's allowed origins")
+    signed_fields: dict[str, Any] = {}
+    if request.signed_fields:
+        try:
+            signed_fields = trust.verify_signed_fields(
+                app.secret,
+                request.signed_fields,
+                request.subscription_id,
+                int(now.timestamp()),
+                settings.signed_fields_max_age_seconds,
+            )
+        except trust.SignedFieldsInvalid as exc:
+            raise BadSignature(str(exc)) from exc
     if request.auth_hash:
         if not signature_valid(app.secret, request.subscription_id, request.auth_hash):
             raise BadSignature("auth_hash does not match subscription_id")
         signed = True
+    elif request.signed_fields:
+        signed = True  # the token names the subscription id too
     elif settings.allow_unsigned_precancel:
         signed = False
     else:
         raise BadSignature("auth_hash is required: HMAC-SHA256 of subscription_id, hex")
+    urls: dict[str, str | None] = {}
     for name in ("save_return_url", "cancel_confirmation_url"):
-        if not settings.redirect_allowed(getattr(request, name)):
+        given = getattr(request, name)
+        if given is not None and not settings.redirect_allowed(given):
             raise RedirectNotAllowed(f"{name} is not on the app's allowed redirect domains")
+        # The request's URL, else the app's default, else None: stayflow's result page.
+        urls[name] = given or getattr(settings, name)
     # The body's size is capped before parsing, which bounds the stored fields too.
-    fields = request.model_dump(exclude={"auth_hash"}, exclude_none=True)
+    fields = request.model_dump(exclude={"auth_hash", "signed_fields"}, exclude_none=True)
     # One read of the OS's randomness for both: the page token and the public id.
     random = os.urandom(TOKEN_BYTES + 12)
     token = base64.urlsafe_b64encode(random[:TOKEN_BYTES]).rstrip(b"=").decode()
@@ -172,10 +185,11 @@ def prepare_session(
         "subscription_id": request.subscription_id,
         "signed": signed,
         "request_fields": fields,
+        "signed_fields": signed_fields,
         "enriched_fields": {},
         "locale": request.locale,
-        "save_return_url": request.save_return_url,
-        "cancel_confirmation_url": request.cancel_confirmation_url,
+        "save_return_url": urls["save_return_url"],
+        "cancel_confirmation_url": urls["cancel_confirmation_url"],
         "flow": {},
         "offers_shown": [],
         "created_at": now,
@@ -203,9 +217,17 @@ def app_of(db: Session, cs: CancelSession) -> App:
     return app
 
 
-def session_fields(cs: CancelSession) -> dict[str, Any]:
-    """What audience rules see: request fields, then enriched (dotted) fields."""
-    return {**cs.enriched_fields, **cs.request_fields}
+def session_fields(cs: CancelSession, *, allow_unsigned: bool = False) -> dict[str, Any]:
+    """What audience rules see: Stripe's fields, ``signed.*``, and (opt-in) request fields.
+
+    Request fields never shadow or extend Stripe's (see ``trust``).
+    """
+    return trust.rule_fields(
+        cs.request_fields,
+        cs.enriched_fields,
+        cs.signed_fields or {},
+        allow_unsigned=allow_unsigned,
+    )
 
 
 def snapshot(cs: CancelSession) -> FlowSnapshot:
@@ -220,8 +242,13 @@ def ensure_assigned(
         return snapshot(cs)
     cs.enriched_fields = safe_enrich(enricher, db, cs)
     doc = flows_service.document_for_app_pk(db, cs.app_pk)
+    allow_unsigned = read_settings(app).allow_unsigned_targeting
     snap = choose(
-        doc, session_fields(cs), app_id=app.app_id, subscription_id=cs.subscription_id, now=now
+        doc,
+        session_fields(cs, allow_unsigned=allow_unsigned),
+        app_id=app.app_id,
+        subscription_id=cs.subscription_id,
+        now=now,
     )
     cs.flow = snap.model_dump(mode="json", exclude_none=True)
     cs.experience_id = snap.experience.id
@@ -279,11 +306,13 @@ def record_reason(
 @dataclass(frozen=True)
 class ActionResult:
     outcome: str
-    redirect_url: str
+    # None: no URL from the request or the app; the flow ends on stayflow's result page.
+    redirect_url: str | None
     replayed: bool = False
 
 
-def destination(cs: CancelSession, snap: FlowSnapshot) -> str:
+def destination(cs: CancelSession, snap: FlowSnapshot) -> str | None:
+    """Where the subscriber goes after the outcome; None: stayflow's own result page."""
     if cs.outcome == CANCELED:
         return cs.cancel_confirmation_url
     if cs.outcome == REDIRECTED:
@@ -399,23 +428,6 @@ def mark_abandoned(db: Session, now: datetime, batch: int = 1000) -> int:
 
 
 def merge_context(cs: CancelSession) -> dict[str, Any]:
-    """Merge-field values: request fields, with enriched dotted keys unflattened beneath them."""
-    context: dict[str, Any] = {}
-    for key, value in cs.enriched_fields.items():
-        _set_path(context, key.split("."), value)
-    for key, value in cs.request_fields.items():
-        if isinstance(value, Mapping) and isinstance(context.get(key), dict):
-            context[key] = {**context[key], **value}
-        else:
-            context[key] = value
-    return context
-
-
-def _set_path(target: dict[str, Any], parts: list[str], value: Any) -> None:
-    for part in parts[:-1]:
-        nxt = target.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            target[part] = nxt
-        target = nxt
-    target[parts[-1]] = value
+    """Merge-field values for copy: request fields (unsigned is fine for copy), signed fields
+    over them, and Stripe's fields, which the request can never set, shadow or extend."""
+    return trust.copy_context(cs.request_fields, cs.enriched_fields, cs.signed_fields or {})

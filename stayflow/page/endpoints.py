@@ -113,7 +113,7 @@ def _origin(url: str | None) -> str:
 def _targets(state: page_service.PageState) -> list[str]:
     urls = [state.cs.save_return_url, state.cs.cancel_confirmation_url]
     urls += [o.url for o in state.snap.offers if o.type == "redirect"]
-    return urls
+    return [u for u in urls if u]
 
 
 def _page(
@@ -160,7 +160,8 @@ def _html_problem(
     locale = state.locale if state else None
     _ = i18n.translations(locale or i18n.negotiate(None, request.headers.get("accept-language")))
     gettext = _.gettext
-    back = (gettext("Back to your account"), state.cs.save_return_url) if state else None
+    back_url = state.cs.save_return_url if state else None
+    back = (gettext("Back to your account"), back_url) if back_url else None
     if isinstance(exc, sessions.SessionExpired):
         return _html_message(
             request,
@@ -174,6 +175,7 @@ def _html_problem(
             link=back,
         )
     if isinstance(exc, sessions.SessionFinished) and state is not None:
+        # No destination: this page is where the flow ends (stayflow's result page).
         destination = sessions.destination(state.cs, state.snap)
         return _html_message(
             request,
@@ -181,7 +183,7 @@ def _html_problem(
             gettext("This request is already complete"),
             gettext("There is nothing more to do here. Thank you."),
             locale=locale,
-            link=(gettext("Continue"), destination),
+            link=(gettext("Continue"), destination) if destination else None,
         )
     if isinstance(exc, CsrfFailed):
         return _html_message(
@@ -278,6 +280,9 @@ def _run_action(
         if as_json:
             raise
         return _html_problem(request, exc, state)
+    # Nowhere to send the subscriber (no URL from the request or the app): the finished
+    # page of this session is stayflow's result page.
+    result_page = f"/c/{token}"
     billing = None
     if result is not None:
         # Commits the outcome and its job, then tries the billing action once, briefly.
@@ -293,7 +298,11 @@ def _run_action(
         page = _page(request, state, secret_key)
         out = ActionResultOut(
             outcome=result.outcome if result else None,
-            redirect_url=result.redirect_url if result else None,
+            redirect_url=(
+                (result.redirect_url or f"{request.app.state.settings.base_url}{result_page}")
+                if result
+                else None
+            ),
             replayed=result.replayed if result else False,
             billing=billing,
             page=page,
@@ -314,9 +323,9 @@ def _run_action(
                 "We have received it and are finishing it now. You do not need to do anything else."
             ),
             locale=state.locale,
-            link=(gettext("Continue"), result.redirect_url),
+            link=(gettext("Continue"), result.redirect_url or result_page),
         )
-    return RedirectResponse(result.redirect_url, status_code=303)
+    return RedirectResponse(result.redirect_url or result_page, status_code=303)
 
 
 def _friendly(exc: StayflowError) -> str:
