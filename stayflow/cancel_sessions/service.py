@@ -11,6 +11,8 @@ import base64
 import hashlib
 import hmac
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +44,7 @@ from stayflow.offers.schemas import BILLING_OFFER_TYPES
 APPLY_OFFER_JOB = "billing.apply_offer"
 CANCEL_SUBSCRIPTION_JOB = "billing.cancel_subscription"
 TOKEN_BYTES = 24  # 192 bits
+_OFFER_URL = re.compile(r"^offer_([1-9][0-9]?)_url$")
 MAX_COMMENT = 2000
 
 
@@ -49,13 +52,14 @@ MAX_COMMENT = 2000
 
 
 class PrecancelRejected(StayflowError):
-    """Precancel answers ``{"valid": false, "error": {...}}`` so the snippet can fall back."""
+    """Precancel answers ``{"valid": false, "message", "error": {...}}`` so the snippet can
+    fall back; 400 for every refusal but an unknown app (404), as Brightback's clients expect."""
 
     status_code = 400
     error_type = "invalid_request"
 
     def to_body(self) -> dict[str, Any]:
-        return {"valid": False, **super().to_body()}
+        return {"valid": False, "message": self.message, **super().to_body()}
 
 
 class UnknownApp(PrecancelRejected):
@@ -64,12 +68,10 @@ class UnknownApp(PrecancelRejected):
 
 
 class BadSignature(PrecancelRejected):
-    status_code = 401
     error_type = "invalid_signature"
 
 
 class OriginNotAllowed(PrecancelRejected):
-    status_code = 403
     error_type = "origin_not_allowed"
 
 
@@ -173,6 +175,9 @@ def prepare_session(
             raise RedirectNotAllowed(f"{name} is not on the app's allowed redirect domains")
         # The request's URL, else the app's default, else None: stayflow's result page.
         urls[name] = given or getattr(settings, name)
+    for name, url in offer_return_urls(request.model_extra or {}, request.custom).items():
+        if not isinstance(url, str) or not settings.redirect_allowed(url):
+            raise RedirectNotAllowed(f"{name} is not on the app's allowed redirect domains")
     # The body's size is capped before parsing, which bounds the stored fields too.
     fields = request.model_dump(exclude={"auth_hash", "signed_fields"}, exclude_none=True)
     # One read of the OS's randomness for both: the page token and the public id.
@@ -197,6 +202,53 @@ def prepare_session(
         "abandon_at": now + timedelta(minutes=settings.abandon_after_minutes),
     }
     return row, token
+
+
+def offer_return_urls(top: Mapping[str, Any], custom: Mapping[str, Any]) -> dict[str, Any]:
+    """Brightback's per-offer return URLs: ``offer_accept_url`` and ``offer_<n>_url``, at the
+    top level or under ``custom`` (the top level wins)."""
+    found: dict[str, Any] = {}
+    for source in (custom, top):
+        for key, value in source.items():
+            if key == "offer_accept_url" or _OFFER_URL.match(key):
+                found[key] = value
+    return found
+
+
+ALL_SUBSCRIPTIONS_FLAGS = {
+    "pause": "pause_all_subscriptions",
+    "extension": "extend_all_subscriptions",
+}
+
+
+def all_subscriptions_asked(cs: CancelSession, offer_type: str, allow_unsigned: bool) -> bool:
+    """Brightback's pause_all_subscriptions / extend_all_subscriptions for this offer's type.
+
+    They widen what an offer gives, so they count only when the business signed them
+    (``signed_fields``), or, from the unsigned request, when the app lets unsigned fields
+    steer offers (``allow_unsigned_targeting``).
+    """
+    flag = ALL_SUBSCRIPTIONS_FLAGS.get(offer_type)
+    if flag is None:
+        return False
+    sources: list[Any] = [cs.signed_fields or {}]
+    if allow_unsigned:
+        sources += [cs.request_fields, cs.request_fields.get("custom")]
+    return any(isinstance(src, Mapping) and _truthy(src.get(flag)) for src in sources)
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def offers_eligible(request_fields: Mapping[str, Any]) -> bool:
+    """False when the request says ``offer_eligible: false`` (top level or under custom)."""
+    custom = request_fields.get("custom")
+    for source in (request_fields, custom if isinstance(custom, Mapping) else {}):
+        value = source.get("offer_eligible")
+        if value is False or (isinstance(value, str) and value.strip().lower() == "false"):
+            return False
+    return True
 
 
 # --- the page's state ---------------------------------------------------------
@@ -250,6 +302,9 @@ def ensure_assigned(
         subscription_id=cs.subscription_id,
         now=now,
     )
+    if not offers_eligible(cs.request_fields):
+        # The business says this subscriber gets no offers (Brightback's offer_eligible).
+        snap = snap.model_copy(update={"offers": []})
     cs.flow = snap.model_dump(mode="json", exclude_none=True)
     cs.experience_id = snap.experience.id
     cs.experiment_id = snap.experiment_id
@@ -319,6 +374,15 @@ def destination(cs: CancelSession, snap: FlowSnapshot) -> str | None:
         offer = next((o for o in snap.offers if o.id == cs.offer_accepted_id), None)
         if offer is not None and offer.type == "redirect":
             return offer.url
+    if cs.outcome == SAVED and cs.offer_accepted_id is not None:
+        custom = cs.request_fields.get("custom")
+        urls = offer_return_urls(cs.request_fields, custom if isinstance(custom, Mapping) else {})
+        if urls:
+            order = snap.experience.offers
+            number = order.index(cs.offer_accepted_id) + 1 if cs.offer_accepted_id in order else 0
+            chosen = urls.get(f"offer_{number}_url") or urls.get("offer_accept_url")
+            if isinstance(chosen, str) and chosen:
+                return chosen
     return cs.save_return_url
 
 
@@ -369,6 +433,9 @@ def accept_offer(
                 "subscription_id": cs.subscription_id,
                 "offer_id": offer.id,
                 "offer": offer.model_dump(mode="json", exclude={"translations"}),
+                "all_subscriptions": all_subscriptions_asked(
+                    cs, offer.type, read_settings(app_of(db, cs)).allow_unsigned_targeting
+                ),
             },
             app_pk=cs.app_pk,
             unique_key=f"{APPLY_OFFER_JOB}:{cs.session_id}",

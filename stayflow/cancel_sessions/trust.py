@@ -46,8 +46,14 @@ def root(key: str) -> str:
 
 
 def _hex_equal(expected_hex: str, given: str) -> bool:
-    """Constant-time comparison of hex digests; upper-case and surrounding spaces are fine."""
+    """Constant-time comparison of hex digests.
+
+    Upper-case, surrounding spaces and a digest whose leading zeros were dropped (Java's
+    ``BigInteger.toString(16)`` does that) are the same digest.
+    """
     cleaned = given.strip().lower()
+    if 0 < len(cleaned) < len(expected_hex):
+        cleaned = cleaned.zfill(len(expected_hex))
     return hmac.compare_digest(expected_hex.encode(), cleaned.encode("utf-8", "replace"))
 
 

@@ -113,6 +113,12 @@ def _origin(url: str | None) -> str:
 def _targets(state: page_service.PageState) -> list[str]:
     urls = [state.cs.save_return_url, state.cs.cancel_confirmation_url]
     urls += [o.url for o in state.snap.offers if o.type == "redirect"]
+    # Brightback's per-offer return URLs (offer_accept_url, offer_<n>_url), checked at precancel.
+    custom = state.cs.request_fields.get("custom")
+    per_offer = sessions.offer_return_urls(
+        state.cs.request_fields, custom if isinstance(custom, dict) else {}
+    )
+    urls += [u for u in per_offer.values() if isinstance(u, str)]
     return [u for u in urls if u]
 
 
