@@ -10,8 +10,9 @@ to change. Three namespaces keep that apart (see docs/cancel-flow.md, "Trust"):
 - **signed**: fields the business vouches for, signed on its server (``signed_fields``, a
   token carrying an HMAC over the subscription id, the fields and a timestamp). They are
   under ``signed.*`` and, for copy, also at their own names.
-- **request**: everything else the body carries, unsigned. Copy may show it; audience rules
-  see it only when the app opts in (``allow_unsigned_targeting``).
+- **request**: everything else the body carries, unsigned, at its own names and under
+  ``request.*``. Copy may show it; audience rules see it only when the app opts in
+  (``allow_unsigned_targeting``).
 
 Pure functions, no I/O: precancel's hot path runs ``verify_signed_fields`` on the event loop.
 """
@@ -28,7 +29,9 @@ from typing import Any
 
 STRIPE_ROOTS = frozenset({"subscription", "customer", "enrichment"})
 SIGNED_ROOT = "signed"
-RESERVED_ROOTS = STRIPE_ROOTS | {SIGNED_ROOT}
+# The request's own namespace: ``request.custom.seats`` is always the unsigned value.
+REQUEST_ROOT = "request"
+RESERVED_ROOTS = STRIPE_ROOTS | {SIGNED_ROOT, REQUEST_ROOT}
 SIGNED_FIELDS_VERSION = "v1"
 # A signed_fields token dated this far in the future (a skewed clock) is still accepted.
 CLOCK_SKEW_SECONDS = 300
@@ -137,16 +140,19 @@ def unflatten(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _deep_set(target: dict[str, Any], parts: list[str], value: Any) -> None:
+    """Set ``value`` at the path, merging mappings; nested dicts on the way are copied, so
+    the caller's inputs (a session's stored fields) are never changed."""
     for part in parts[:-1]:
         nxt = target.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            target[part] = nxt
+        nxt = dict(nxt) if isinstance(nxt, dict) else {}
+        target[part] = nxt
         target = nxt
     last = parts[-1]
     if isinstance(value, Mapping) and isinstance(target.get(last), dict):
+        merged = dict(target[last])
+        target[last] = merged
         for key, inner in value.items():
-            _deep_set(target[last], [key], inner)
+            _deep_set(merged, [key], inner)
     else:
         target[last] = dict(value) if isinstance(value, Mapping) else value
 
@@ -180,10 +186,12 @@ def rule_fields(
     """What audience rules see: Stripe's fields, ``signed.*``, and (opt-in) the request's."""
     fields: dict[str, Any] = {}
     if allow_unsigned:
-        fields.update(request_view(request_fields, enriched_fields))
+        view = request_view(request_fields, enriched_fields)
+        fields.update(view)
         owned = owned_roots(enriched_fields)
         overlay = {k: v for k, v in signed_fields.items() if k not in owned}
         fields = unflatten_over(fields, overlay)
+        fields[REQUEST_ROOT] = view
     fields[SIGNED_ROOT] = dict(signed_fields)
     fields.update(enriched_fields)
     return fields
@@ -215,14 +223,15 @@ def copy_context(
 ) -> dict[str, Any]:
     """Merge-field values for copy: request fields (signed ones win), Stripe's beside them."""
     owned = owned_roots(enriched_fields)
-    context = request_view(request_fields, enriched_fields)
-    context = unflatten_over(context, {k: v for k, v in signed_fields.items() if k not in owned})
+    view = request_view(request_fields, enriched_fields)
+    context = unflatten_over(view, {k: v for k, v in signed_fields.items() if k not in owned})
     if "full_name" not in context:
         parts = [context.get("first_name"), context.get("last_name")]
         named = [str(p).strip() for p in parts if isinstance(p, str) and p.strip()]
         if named:
             context["full_name"] = " ".join(named)
     context[SIGNED_ROOT] = dict(signed_fields)
+    context[REQUEST_ROOT] = view
     for key, value in enriched_fields.items():
         _deep_set(context, key.split("."), value)
     return context

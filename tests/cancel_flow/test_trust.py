@@ -401,8 +401,12 @@ def test_request_fields_never_shadow_or_extend_enriched_ones():
     assert "customer" not in fields and fields["plan_value"] == 10
     assert "seats_from_stripe" not in fields and fields["signed"] == {"tier": "gold"}
     assert fields["email"] == "a@example.com" and fields["custom"] == {"seats": 3}
+    assert fields["request"]["custom"] == {"seats": 3} and "subscription" not in fields["request"]
     closed = trust.rule_fields(request, enriched, {}, allow_unsigned=False)
     assert "email" not in closed and "custom" not in closed
+    before = repr(request)
     context = trust.copy_context(request, enriched, {"custom": {"plan": "gold"}})
+    assert repr(request) == before  # the session's stored fields are not changed
     assert context["subscription"] == {"plan": {"amount": 1000}}
     assert context["custom"] == {"seats": 3, "plan": "gold"} and context["plan_value"] == 10
+    assert context["request"]["custom"] == {"seats": 3}  # the unsigned value, as sent
