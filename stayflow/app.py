@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stayflow import __version__
 from stayflow.apps.endpoints import router as apps_router
+from stayflow.attribution.endpoints import router as attribution_router
 from stayflow.billing.actions.endpoints import router as billing_actions_router
 from stayflow.billing.endpoints import router as billing_router
 from stayflow.cancel_sessions.endpoints import admin_router as cancel_sessions_admin_router
@@ -32,6 +33,7 @@ from stayflow.ops.metrics import Metrics
 from stayflow.ops.middleware import RequestContextMiddleware
 from stayflow.page.endpoints import router as page_router
 from stayflow.settings import Settings
+from stayflow.webhooks.endpoints import router as webhooks_router
 
 log = logging.getLogger("stayflow.app")
 
@@ -118,8 +120,10 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.include_router(billing_actions_router)
     app.include_router(enrichment_router)
     app.include_router(mirror_router)
+    app.include_router(attribution_router)
     app.include_router(precancel_router)
     app.include_router(cancel_sessions_admin_router)
     app.include_router(flows_router)
     app.include_router(page_router)
+    app.include_router(webhooks_router)
     return app

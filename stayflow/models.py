@@ -1,11 +1,18 @@
 """Imports every domain's models so that Base.metadata knows every table."""
 
 from stayflow.apps.models import ApiKey, App
+from stayflow.attribution.models import (
+    AttributionState,
+    AttributionWatch,
+    ExchangeRate,
+    MirrorInvoice,
+)
 from stayflow.billing.actions.models import BillingAction, BillingEvent
 from stayflow.billing.models import BillingConnection
 from stayflow.cancel_sessions.models import CancelSession
 from stayflow.crypto import register_encrypted
 from stayflow.enrichment.models import FieldMapping
+from stayflow.events.models import Event
 from stayflow.flows.models import FlowConfig
 from stayflow.jobs.models import Job
 from stayflow.mirror.models import (
@@ -15,22 +22,31 @@ from stayflow.mirror.models import (
     MirrorSubscription,
     StripeEvent,
 )
+from stayflow.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiKey",
     "App",
+    "AttributionState",
+    "AttributionWatch",
     "BillingAction",
     "BillingConnection",
     "BillingEvent",
     "CancelSession",
+    "Event",
+    "ExchangeRate",
     "FieldMapping",
     "FlowConfig",
     "Job",
     "MirrorBackfill",
     "MirrorCustomer",
+    "MirrorInvoice",
     "MirrorProduct",
     "MirrorSubscription",
     "StripeEvent",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]
 
 # Secrets ``stayflow keys rotate`` re-encrypts (each domain registers its own beside its model).

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     job_modules: str = ""
     # Point every StripeClient stayflow makes at another base (the sandbox).
     stripe_api_base: str | None = None
+    # Outbound webhooks: let deliveries reach private, loopback and link-local addresses
+    # (tests, or endpoints inside the operator's own network).
+    webhooks_allow_private: bool = False
+    webhooks_timeout_seconds: float = 15.0
+    # Seconds to wait before each attempt (the first is the wait before attempt 1).
+    webhooks_retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
 
     @model_validator(mode="before")
     @classmethod
@@ -80,6 +86,21 @@ class Settings(BaseSettings):
         if not raw or raw == ":memory:":
             return None
         return Path(raw)
+
+    @field_validator("webhooks_retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: str) -> str:
+        try:
+            waits = [float(p) for p in value.split(",") if p.strip()]
+        except ValueError as exc:
+            raise ValueError("webhooks_retry_schedule: comma-separated seconds") from exc
+        if not waits or any(w < 0 for w in waits) or len(waits) > 50:
+            raise ValueError("webhooks_retry_schedule: 1 to 50 waits, none negative")
+        return value
+
+    @property
+    def webhooks_retry_schedule_seconds(self) -> tuple[float, ...]:
+        return tuple(float(p) for p in self.webhooks_retry_schedule.split(",") if p.strip())
 
     @property
     def job_module_list(self) -> list[str]:

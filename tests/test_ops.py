@@ -46,13 +46,33 @@ def test_readyz_when_the_database_is_unreachable():
     assert response.json()["database"] == "unreachable"
 
 
-def test_metrics_count_requests_and_jobs(client, owner):
-    client.get("/api/v1/app", headers=owner.headers)
-    text = client.get("/metrics").text
-    assert 'stayflow_http_requests_total{method="GET",route="/api/v1/app",status="200"} 1.0' in text
-    assert "stayflow_http_request_duration_seconds_bucket" in text
-    assert 'stayflow_jobs{status="queued"}' in text
-    assert 'stayflow_jobs{status="dead"}' in text
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_requests_and_jobs(client, owner, session_factory):
+    from stayflow.db import transaction
+    from stayflow.jobs import service as jobs_service
+
+    with transaction(session_factory) as db:
+        for n in range(3):
+            jobs_service.enqueue(db, "test.metrics", {"n": n})
+    for _ in range(3):
+        client.get("/api/v1/app", headers=owner.headers)
+    client.get("/api/v1/app")  # no key: a 401 is counted under its own status
+    samples = _samples(client.get("/metrics").text)
+    route = (("method", "GET"), ("route", "/api/v1/app"))
+    assert samples[("stayflow_http_requests_total", (*route, ("status", "200")))] == 3
+    assert samples[("stayflow_http_requests_total", (*route, ("status", "401")))] == 1
+    assert samples[("stayflow_http_request_duration_seconds_count", route)] == 4
+    assert samples[("stayflow_jobs", (("status", "queued"),))] == 3
+    assert samples[("stayflow_jobs", (("status", "dead"),))] == 0
 
 
 def test_request_id_is_echoed_or_made(client):
@@ -85,14 +105,39 @@ def failing_client(settings):
         yield test_client
 
 
+class _JsonLines(logging.Handler):
+    """Formats each record as it is logged (the request id is read at that moment)."""
+
+    def __init__(self) -> None:
+        from stayflow.logs import JsonFormatter
+
+        super().__init__(logging.ERROR)
+        self.setFormatter(JsonFormatter())
+        self.lines: list[dict] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.loads(self.format(record)))
+
+
 def test_unexpected_error_is_a_json_500_without_a_traceback(failing_client, caplog):
     caplog.set_level(logging.ERROR)
-    response = failing_client.get("/boom")
+    lines = _JsonLines()
+    logging.getLogger("stayflow.http").addHandler(lines)
+    try:
+        response = failing_client.get("/boom")
+    finally:
+        logging.getLogger("stayflow.http").removeHandler(lines)
     assert response.status_code == 500
     body = response.json()
     assert body["error"]["type"] == "internal"
     assert "Traceback" not in response.text and "sk_live" not in response.text
-    assert response.headers["x-request-id"]
+    request_id = response.headers["x-request-id"]
+    # The failure is logged once, with its traceback, under the id the client was given.
+    logged = [r for r in caplog.records if r.getMessage() == "http.unhandled"]
+    assert len(logged) == 1
+    assert logged[0].exc_info is not None and logged[0].exc_info[0] is RuntimeError
+    assert logged[0].path == "/boom"  # type: ignore[attr-defined]
+    assert [line["request_id"] for line in lines.lines] == [request_id]
 
 
 def test_domain_error_keeps_its_status(failing_client):

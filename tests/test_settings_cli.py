@@ -83,11 +83,21 @@ def test_unreachable_database_is_a_message_not_a_traceback(monkeypatch):
     assert "cannot reach the database" in result.output
 
 
+# `stayflow migrate` with alembic's own log on, so each process tells whether it ran a step.
+_MIGRATE_LOGGED = (
+    "import logging\n"
+    "logging.basicConfig(level=logging.WARNING)\n"
+    "logging.getLogger('alembic.runtime.migration').setLevel(logging.INFO)\n"
+    "from stayflow.cli.main import main\n"
+    "main(['migrate'])\n"
+)
+
+
 def _migrate_concurrently(url: str, count: int) -> list[subprocess.CompletedProcess[str]]:
     env = dict(os.environ, STAYFLOW_DATABASE_URL=url, STAYFLOW_SECRET_KEY="k" * 40)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "stayflow.cli.main", "migrate"],
+            [sys.executable, "-c", _MIGRATE_LOGGED],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -106,6 +116,13 @@ def _assert_migrated_once(url: str, results: list[subprocess.CompletedProcess[st
     from sqlalchemy import create_engine, text
 
     assert all(r.returncode == 0 for r in results), [r.stderr[-500:] for r in results]
+    # Exactly one process ran the first migration (the others found the database at head
+    # once they got the lock); two running it would be "migrated twice".
+    ran_first = [r for r in results if "Running upgrade  -> 0001" in r.stderr]
+    assert len(ran_first) == 1, [r.stderr[-800:] for r in results]
+    steps = ran_first[0].stderr.count("Running upgrade")
+    assert steps >= 4  # every migration, in that one process
+    assert all("Running upgrade" not in r.stderr for r in results if r is not ran_first[0])
     engine = create_engine(url)
     with engine.connect() as conn:
         versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()

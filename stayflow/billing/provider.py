@@ -161,6 +161,39 @@ class WebhookEvent:
     raw: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class EventPage:
+    """One page of ``GET /v1/events`` (newest first), and whether older ones follow."""
+
+    events: list[WebhookEvent]
+    has_more: bool
+
+
+@dataclass(frozen=True)
+class Invoice:
+    """What attribution needs of an invoice: money is integer minor units; times epoch seconds."""
+
+    id: str
+    subscription_id: str | None
+    customer_id: str | None
+    status: str
+    currency: str | None
+    amount_due: int
+    amount_paid: int
+    created: int
+    paid_at: int | None
+
+
+@dataclass(frozen=True)
+class InvoicePage:
+    invoices: list[Invoice]
+    has_more: bool
+
+    @property
+    def last_id(self) -> str | None:
+        return self.invoices[-1].id if self.invoices else None
+
+
 # --- errors ------------------------------------------------------------------
 
 
@@ -224,6 +257,25 @@ class BillingProvider(Protocol):
     def iter_subscriptions(
         self, *, starting_after: str | None = None
     ) -> Iterator[SubscriptionPage]: ...
+
+    def list_events(
+        self,
+        *,
+        types: list[str],
+        created_gte: int | None = None,
+        starting_after: str | None = None,
+        limit: int = 100,
+    ) -> EventPage:
+        """One page of events of these types (``prefix.*`` allowed), newest first."""
+        ...
+
+    def list_invoices(
+        self,
+        *,
+        created_gte: int | None = None,
+        starting_after: str | None = None,
+        limit: int = 100,
+    ) -> InvoicePage: ...
 
     def account_info(self) -> AccountInfo: ...
 

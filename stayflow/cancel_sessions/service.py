@@ -21,6 +21,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
 from stayflow.apps.models import App
+from stayflow.cancel_sessions import events as session_events
 from stayflow.cancel_sessions import repository, trust
 from stayflow.cancel_sessions.appcache import AppInfo
 from stayflow.cancel_sessions.enrichment import Enricher, safe_enrich
@@ -309,8 +310,11 @@ def ensure_assigned(
     cs.experience_id = snap.experience.id
     cs.experiment_id = snap.experiment_id
     cs.variant_id = snap.variant_id
+    was_viewed = cs.viewed_at is not None
     if cs.viewed_at is None:
         cs.viewed_at = now
+    # --- event log (webhooks): session.created at the first view -------------------------
+    session_events.first_view(db, cs, was_viewed)
     return snap
 
 
@@ -440,6 +444,8 @@ def accept_offer(
             app_pk=cs.app_pk,
             unique_key=f"{APPLY_OFFER_JOB}:{cs.session_id}",
         )
+    # --- event log (webhooks) -------------------------------------------------------------
+    session_events.session_saved(db, cs, now)
     return ActionResult(outcome, destination(cs, snap))
 
 
@@ -449,6 +455,8 @@ def deflect(db: Session, cs: CancelSession, snap: FlowSnapshot, now: datetime) -
     check_open(cs, now)
     if not _finish(db, cs, DEFLECTED, now):
         return _replay_or_refuse(cs, snap, (DEFLECTED,))
+    # --- event log (webhooks) -------------------------------------------------------------
+    session_events.session_deflected(db, cs, now)
     return ActionResult(DEFLECTED, destination(cs, snap))
 
 
@@ -487,11 +495,14 @@ def cancel(
         app_pk=cs.app_pk,
         unique_key=f"{CANCEL_SUBSCRIPTION_JOB}:{cs.session_id}",
     )
+    # --- event log (webhooks) -------------------------------------------------------------
+    session_events.session_canceled(db, cs, now)
     return ActionResult(CANCELED, destination(cs, snap))
 
 
 def mark_abandoned(db: Session, now: datetime, batch: int = 1000) -> int:
-    return repository.mark_abandoned(db, now, batch)
+    # Row by row, so each session gets its session.abandoned event (event log, webhooks).
+    return session_events.mark_abandoned(db, now, batch)
 
 
 def merge_context(cs: CancelSession) -> dict[str, Any]:

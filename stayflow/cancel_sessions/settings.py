@@ -70,6 +70,22 @@ class CancelFlowSettings(BaseModel):
         description="A session not acted on by then is marked abandoned (it may still be "
         "completed until it expires).",
     )
+    cancel_pass_thru_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="After a cancel, send the subscriber here with a signed token "
+        "(stayflow_token) instead of cancel_confirmation_url; see docs/webhooks.md.",
+    )
+    pass_thru_expiry_minutes: int = Field(
+        default=15, ge=1, le=24 * 60, description="How long a pass-thru token is valid."
+    )
+
+    @field_validator("cancel_pass_thru_url")
+    @classmethod
+    def _pass_thru(cls, value: str | None) -> str | None:
+        from stayflow.offers.schemas import check_pass_thru_url
+
+        return check_pass_thru_url(value) if value else None
 
     @field_validator("allowed_origins")
     @classmethod
@@ -149,6 +165,8 @@ class CancelFlowSettingsPatch(BaseModel):
     reason_required: bool | None = None
     session_expiry_minutes: int | None = None
     abandon_after_minutes: int | None = None
+    cancel_pass_thru_url: str | None = None
+    pass_thru_expiry_minutes: int | None = None
 
 
 def read(app: App) -> CancelFlowSettings:

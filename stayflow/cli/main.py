@@ -194,9 +194,11 @@ def apps_list() -> None:
 
 
 def _add_domain_commands() -> None:
+    from stayflow.attribution.cli import attribution
     from stayflow.billing.cli import keys, stripe_group
     from stayflow.flows.cli import flows
 
+    main.add_command(attribution)
     main.add_command(flows)
     main.add_command(keys)
     main.add_command(stripe_group)

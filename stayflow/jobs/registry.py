@@ -22,6 +22,8 @@ HANDLER_MODULES: list[str] = [
     "stayflow.cancel_sessions.tasks",
     "stayflow.mirror.tasks",
     "stayflow.billing.actions.tasks",
+    "stayflow.attribution.tasks",
+    "stayflow.webhooks.tasks",
 ]
 
 

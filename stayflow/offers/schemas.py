@@ -21,6 +21,22 @@ BILLING_OFFER_TYPES = frozenset(
 )
 
 Interval = Literal["day", "week", "month"]
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def check_pass_thru_url(value: str) -> str:
+    """An absolute https URL (http only to localhost), without credentials."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value.strip())
+    host = parts.hostname or ""
+    if parts.scheme not in ("https", "http") or not host or parts.username or parts.password:
+        raise ValueError("a pass-thru URL must be an absolute https URL without credentials")
+    if parts.scheme == "http" and host not in LOCAL_HOSTS:
+        raise ValueError("a pass-thru URL must use https (http only for localhost)")
+    return value.strip()
+
+
 OverRenewal = Literal["refuse", "shorten"]
 
 
@@ -46,6 +62,14 @@ class OfferBase(OfferCopy):
     # Shown only to subscribers in this audience (besides the experience's own audience).
     audience: Identifier | None = None
     translations: dict[str, OfferCopy] = Field(default_factory=dict)
+    # Where the subscriber goes once this offer is accepted, with a signed token saying what
+    # happened, so the business's server can make the change itself (docs/webhooks.md).
+    pass_thru_url: str | None = Field(default=None, max_length=2000)
+
+    @field_validator("pass_thru_url")
+    @classmethod
+    def _pass_thru(cls, value: str | None) -> str | None:
+        return None if value is None else check_pass_thru_url(value)
 
     @field_validator("translations")
     @classmethod

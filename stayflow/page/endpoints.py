@@ -6,6 +6,7 @@ with JSON, so the two never drift. Every action needs the page's CSRF token.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 from typing import Annotated, Any
@@ -24,6 +25,7 @@ from stayflow.page import i18n, rendering
 from stayflow.page import service as page_service
 from stayflow.page.i18n import N_
 from stayflow.page.schemas import ActionBody, ActionResultOut, PageModel
+from stayflow.webhooks import passthru
 
 router = APIRouter(tags=["cancel page"])
 
@@ -299,6 +301,21 @@ def _run_action(
             state.cs.session_id,
             action,
             replayed=result.replayed,
+        )
+        # A pass-thru URL (webhooks), if the business set one for this outcome, replaces
+        # the destination: the subscriber arrives there with a signed token.
+        # "" (no URL): still none after it, so the flow ends on stayflow's result page.
+        result = dataclasses.replace(
+            result,
+            redirect_url=passthru.destination_for(
+                state.cs,
+                state.app,
+                state.settings,
+                request.app.state.encryptor,
+                result.redirect_url or "",
+                now,
+            )
+            or None,
         )
     if as_json:
         page = _page(request, state, secret_key)

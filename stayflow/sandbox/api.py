@@ -13,7 +13,9 @@ from stayflow.sandbox import catalog as ca
 from stayflow.sandbox import common, invoices
 from stayflow.sandbox import customers as cu
 from stayflow.sandbox import events as ev
+from stayflow.sandbox import preview as pv
 from stayflow.sandbox import subscriptions as s
+from stayflow.sandbox import test_clocks as tc
 from stayflow.sandbox.emulator import Ctx, Emulator, IdempotentResult
 from stayflow.sandbox.errors import StripeError, invalid
 from stayflow.sandbox.faults import Faults
@@ -44,6 +46,7 @@ class Prepared:
     idempotency_key: str | None
     record: IdempotentResult | None
     request_id: str
+    api_version: str | None = None
 
 
 @dataclass
@@ -115,7 +118,10 @@ def _routes() -> list[Route]:
         ("POST", "/v1/subscriptions/*", s.update, s.UPDATE, "subscriptions"),
         ("DELETE", "/v1/subscriptions/*", s.cancel, s.CANCEL, "subscriptions"),
         ("POST", "/v1/subscriptions/*/resume", s.resume, s.RESUME, "subscriptions"),
+        ("DELETE", "/v1/subscriptions/*/discount", s.delete_discount, {}, "subscriptions"),
+        ("DELETE", "/v1/customers/*/discount", cu.delete_discount, {}, "customers"),
         ("GET", "/v1/invoices", invoices.invoice_list, invoices.INVOICE_LIST, "invoices"),
+        ("POST", "/v1/invoices/create_preview", pv.create_preview, pv.PREVIEW, "invoices"),
         ("GET", "/v1/invoices/*", invoices.invoice_retrieve, common.EXPAND, "invoices"),
         ("POST", "/v1/invoices/*/pay", invoices.invoice_pay, invoices.PAY, "invoices"),
         ("POST", "/v1/invoices/*/void", invoices.invoice_void, common.EXPAND, "invoices"),
@@ -125,6 +131,17 @@ def _routes() -> list[Route]:
             invoices.invoice_mark_uncollectible,
             common.EXPAND,
             "invoices",
+        ),
+        ("POST", "/v1/test_helpers/test_clocks", tc.create, tc.CREATE, "test_clocks"),
+        ("GET", "/v1/test_helpers/test_clocks", tc.list_clocks, tc.LIST_PARAMS, "test_clocks"),
+        ("GET", "/v1/test_helpers/test_clocks/*", tc.retrieve, common.EXPAND, "test_clocks"),
+        ("DELETE", "/v1/test_helpers/test_clocks/*", tc.delete, {}, "test_clocks"),
+        (
+            "POST",
+            "/v1/test_helpers/test_clocks/*/advance",
+            tc.advance,
+            tc.ADVANCE,
+            "test_clocks",
         ),
         ("GET", "/v1/events", ev.event_list, ev.EVENT_LIST, "events"),
         ("GET", "/v1/events/*", ev.event_retrieve, common.EXPAND, "events"),
@@ -198,6 +215,28 @@ def _explain_unknown(err: StripeError, method: str, route: Route) -> StripeError
         "does not implement it)"
     )
     return err
+
+
+_OWNER_TABLES = {"customers": "customers", "subscriptions": "subscriptions", "invoices": "invoices"}
+
+
+def _test_clock_of(em: Emulator, route: Route, args: list[str], params: Params) -> str | None:
+    """The test clock a request's objects live on: the object in the URL, else the
+    ``test_clock`` / ``customer`` / ``subscription`` it names."""
+    table = _OWNER_TABLES.get(route.resource)
+    if table is not None and args:
+        found = em.t[table].find(args[0])
+        if found is not None:
+            return found.get("test_clock")
+    if route.resource == "customers" and isinstance(params.get("test_clock"), str):
+        return str(params["test_clock"])
+    for name, source in (("subscription", "subscriptions"), ("customer", "customers")):
+        value = params.get(name)
+        if isinstance(value, str):
+            found = em.t[source].find(value)
+            if found is not None:
+                return found.get("test_clock")
+    return None
 
 
 def _json(obj: Any) -> bytes:
@@ -293,7 +332,8 @@ class App:
                 # key meanwhile gets Stripe's 409.
                 record = IdempotentResult(fingerprint, 0, b"", time.time(), in_flight=True)
                 em.state.idempotency[(key, idem_key)] = record
-            return Prepared(route, args, params, key, idem_key, record, request_id)
+            version = headers.get("stripe-version")
+            return Prepared(route, args, params, key, idem_key, record, request_id, version)
 
     def execute(self, prepared: Prepared) -> Response:
         em = self.em
@@ -301,7 +341,13 @@ class App:
         request_id, idem_key = prepared.request_id, prepared.idempotency_key
         slot = (prepared.api_key, idem_key or "")
         with em.lock:
-            ctx = Ctx(request_id=request_id, idempotency_key=idem_key)
+            ctx = Ctx(
+                request_id=request_id,
+                idempotency_key=idem_key,
+                api_version=prepared.api_version,
+            )
+            # A request about objects on a test clock runs at that clock's frozen time.
+            em.now_override = em.clock_time(_test_clock_of(em, route, prepared.args, params))
             try:
                 result = route.handler(em, ctx, params, *prepared.args)
                 result = em.expand(result, params.get("expand"))
@@ -317,6 +363,8 @@ class App:
                 if record is not None:
                     em.state.idempotency.pop(slot, None)
                 raise
+            finally:
+                em.now_override = None
             em.commit(ctx)
             out = _json(result)
             if record is not None:

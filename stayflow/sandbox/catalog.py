@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from stayflow.sandbox.common import (
@@ -149,6 +150,7 @@ PRICE_CREATE: dict[str, Any] = {
     },
     "nickname": "str",
     "lookup_key": "str",
+    "transfer_lookup_key": "bool",
     "metadata": "metadata",
     "active": "bool",
     "tax_behavior": Enum.of("exclusive", "inclusive", "unspecified"),
@@ -159,7 +161,8 @@ PRICE_UPDATE: dict[str, Any] = {
     "active": "bool",
     "metadata": Emptyable("metadata"),
     "nickname": Emptyable("str"),
-    "lookup_key": "str",
+    "lookup_key": Emptyable("str"),
+    "transfer_lookup_key": "bool",
     "tax_behavior": Enum.of("exclusive", "inclusive", "unspecified"),
     **EXPAND,
 }
@@ -192,10 +195,10 @@ PLAN_UPDATE: dict[str, Any] = {
 def _check_amount(amount: int | None, decimal: str | None, param: str) -> int:
     if amount is None and decimal is not None:
         try:
-            value = float(decimal)
-        except ValueError:
+            value = Decimal(decimal)
+        except InvalidOperation:
             raise invalid(f"Invalid decimal: {decimal}", param=param) from None
-        if value != int(value):
+        if not value.is_finite() or value != value.to_integral_value():
             raise invalid("The sandbox supports whole minor-unit amounts only.", param=param)
         amount = int(value)
     if amount is None:
@@ -254,10 +257,31 @@ def new_price(
     }
     em.insert("prices", price)
     em.t["prices"].index("product", product_id, price["id"])
+    if lookup_key is not None:
+        em.t["prices"].index("lookup_key", lookup_key, price["id"])
     return price
 
 
+def _claim_lookup_key(em: Emulator, ctx: Ctx, key: str, transfer: bool, owner: str | None) -> None:
+    """Stripe: a lookup key names one price. Another price holding it refuses the call, unless
+    ``transfer_lookup_key`` moves it (atomically) from that price."""
+    for other_id in em.t["prices"].candidates("lookup_key", key).ids:
+        other = em.t["prices"].find(other_id)
+        if other is None or other["id"] == owner or other["lookup_key"] != key:
+            continue
+        if not transfer:
+            raise invalid(
+                f"A price (`{other['id']}`) already uses that lookup key.", param="lookup_key"
+            )
+        before = em.render("prices", other)
+        other["lookup_key"] = None
+        after = em.render("prices", other)
+        em.emit(ctx, "price.updated", after, diff(before, after))
+
+
 def price_create(em: Emulator, ctx: Ctx, p: Params) -> Obj:
+    if "lookup_key" in p:
+        _claim_lookup_key(em, ctx, p["lookup_key"], p.get("transfer_lookup_key", False), None)
     if ("product" in p) == ("product_data" in p):
         raise invalid(
             "You must specify either `product` or `product_data` when creating a price.",
@@ -358,9 +382,11 @@ def plan_retrieve(em: Emulator, ctx: Ctx, p: Params, plan_id: str) -> Obj:
 
 
 def _update_price(em: Emulator, price: Obj, p: Params) -> None:
-    for name in ("active", "lookup_key", "tax_behavior"):
+    for name in ("active", "tax_behavior"):
         if name in p:
             price[name] = p[name]
+    if "lookup_key" in p:
+        price["lookup_key"] = blank(p["lookup_key"])
     if "nickname" in p:
         price["nickname"] = blank(p["nickname"])
     if "metadata" in p:
@@ -374,6 +400,10 @@ def _update_price(em: Emulator, price: Obj, p: Params) -> None:
 
 def price_update(em: Emulator, ctx: Ctx, p: Params, price_id: str) -> Obj:
     price = em.t["prices"].get(price_id)
+    if p.get("lookup_key"):
+        key = p["lookup_key"]
+        _claim_lookup_key(em, ctx, key, p.get("transfer_lookup_key", False), price["id"])
+        em.t["prices"].index("lookup_key", key, price["id"])
     before = em.render("prices", price)
     _update_price(em, price, p)
     after = em.render("prices", price)

@@ -16,7 +16,7 @@ from stayflow.sandbox.common import (
     ts_match,
 )
 from stayflow.sandbox.emulator import Ctx, Emulator
-from stayflow.sandbox.errors import invalid, missing
+from stayflow.sandbox.errors import invalid, missing, unknown_param
 from stayflow.sandbox.params import (
     Emptyable,
     ListOf,
@@ -90,9 +90,11 @@ def _payment_method(em: Emulator, token: str, param: str) -> Obj:
     return em.insert("payment_methods", pm)
 
 
-def attach_payment_method(em: Emulator, ctx: Ctx, token: str, customer_id: str) -> Obj:
+def attach_payment_method(
+    em: Emulator, ctx: Ctx, token: str, customer_id: str, param: str = "payment_method"
+) -> Obj:
     customer = em.t["customers"].get(customer_id, "customer")
-    pm = _payment_method(em, token, "payment_method")
+    pm = _payment_method(em, token, param)
     if pm["customer"] not in (None, customer["id"]):
         raise invalid(
             "The payment method you provided has already been attached to a customer.",
@@ -108,7 +110,8 @@ ATTACH = {"customer": Required("str"), **EXPAND}
 
 
 def pm_attach(em: Emulator, ctx: Ctx, p: Params, pm_id: str) -> Obj:
-    return em.render("payment_methods", attach_payment_method(em, ctx, pm_id, p["customer"]))
+    pm = attach_payment_method(em, ctx, pm_id, p["customer"], param="id")
+    return em.render("payment_methods", pm)
 
 
 def pm_retrieve(em: Emulator, ctx: Ctx, p: Params, pm_id: str) -> Obj:
@@ -184,12 +187,20 @@ CUSTOMER_FIELDS: dict[str, Any] = {
     "balance": "int",
     "preferred_locales": ListOf("str"),
     "invoice_settings": {"default_payment_method": Emptyable("str")},
+    # Customer-level discounts: Stripe removed these parameters in 2025-03-31.basil; they are
+    # honoured only for a request sent with an older Stripe-Version (as on Stripe).
+    "coupon": Emptyable("str"),
+    "promotion_code": Emptyable("str"),
     **EXPAND,
 }
-CUSTOMER_CREATE = {**CUSTOMER_FIELDS, "payment_method": "str"}
+LEGACY_DISCOUNT_VERSION = "2025-03-31"
+CUSTOMER_CREATE = {**CUSTOMER_FIELDS, "payment_method": "str", "test_clock": "str"}
 
 
 def customer_create(em: Emulator, ctx: Ctx, p: Params) -> Obj:
+    clock_id = None
+    if "test_clock" in p:
+        clock_id = em.t["test_clocks"].get(p["test_clock"], "test_clock")["id"]
     now = em.now()
     customer: Obj = {
         "id": em.new_id("cus"),
@@ -223,20 +234,71 @@ def customer_create(em: Emulator, ctx: Ctx, p: Params) -> Obj:
         "preferred_locales": p.get("preferred_locales", []),
         "shipping": None,
         "tax_exempt": "none",
-        "test_clock": None,
+        "test_clock": clock_id,
         "_pending_items": [],
     }
     em.insert("customers", customer)
+    if clock_id is not None:
+        em.t["customers"].index("test_clock", clock_id, customer["id"])
+    attached: Obj | None = None
     if "payment_method" in p:
-        attach_payment_method(em, ctx, p["payment_method"], customer["id"])
+        attached = attach_payment_method(em, ctx, p["payment_method"], customer["id"])
     default_pm = (p.get("invoice_settings") or {}).get("default_payment_method")
+    if default_pm and attached is not None and default_pm == p["payment_method"]:
+        # Stripe's documented test idiom: customers.create(payment_method="pm_card_visa",
+        # invoice_settings={"default_payment_method": "pm_card_visa"}) - the token names the
+        # payment method this same call attached.
+        default_pm = attached["id"]
     if default_pm:
         customer["invoice_settings"] = {
             **customer["invoice_settings"],
             "default_payment_method": _customer_pm(em, customer, default_pm),
         }
+    _set_discount(em, ctx, customer, p)
     em.emit(ctx, "customer.created", em.render("customers", customer))
     return em.render("customers", customer)
+
+
+def _set_discount(em: Emulator, ctx: Ctx, customer: Obj, p: Params) -> None:
+    """``coupon`` / ``promotion_code`` (API versions before 2025-03-31): the customer's
+    discount, which applies to invoices of its subscriptions that have none of their own."""
+    from stayflow.sandbox import subscription_billing as sb
+
+    for name in ("coupon", "promotion_code"):
+        if name not in p:
+            continue
+        if ctx.api_version is None or ctx.api_version >= LEGACY_DISCOUNT_VERSION:
+            err = unknown_param(name)
+            err.message += (
+                " (removed in API version 2025-03-31.basil; send Stripe-Version "
+                "2025-02-24.acacia or earlier to set a customer-level discount)"
+            )
+            raise err
+        if customer["discount"] is not None:
+            sb.remove_customer_discount(em, ctx, customer)
+        if p[name] == "":
+            continue
+        discount = sb.make_discount(
+            em,
+            ctx,
+            {name: p[name]},
+            "",
+            customer_id=customer["id"],
+            currency=customer["currency"],
+            subscription_id=None,
+        )
+        customer["discount"] = em.render("discounts", discount)
+
+
+def delete_discount(em: Emulator, ctx: Ctx, p: Params, cus_id: str) -> Obj:
+    """``DELETE /v1/customers/{id}/discount``: the removed discount, ``deleted: true``."""
+    from stayflow.sandbox import subscription_billing as sb
+
+    customer = em.t["customers"].get(cus_id)
+    if customer["discount"] is None:
+        raise missing("discount", cus_id)
+    removed = sb.remove_customer_discount(em, ctx, customer)
+    return {**removed, "deleted": True}
 
 
 def _customer_pm(em: Emulator, customer: Obj, pm_id: str) -> str:
@@ -295,6 +357,7 @@ def customer_update(em: Emulator, ctx: Ctx, p: Params, cus_id: str) -> Obj:
             **customer["invoice_settings"],
             "default_payment_method": _customer_pm(em, customer, pm_id) if pm_id else None,
         }
+    _set_discount(em, ctx, customer, p)
     after = em.render("customers", customer)
     changed = diff(before, after)
     if changed:

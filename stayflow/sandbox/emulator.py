@@ -50,6 +50,7 @@ RESOURCES: dict[str, str] = {
     "webhook_endpoints": "webhook",
     "invoices": "invoice",
     "payment_methods": "payment_method",
+    "test_clocks": "test_clock",
 }
 LEVELS = ("none", "read", "write")
 
@@ -61,6 +62,7 @@ class Ctx:
     request_id: str
     idempotency_key: str | None = None
     automatic: bool = False
+    api_version: str | None = None  # the request's Stripe-Version header, if any
     events: list[Obj] = field(default_factory=list)
 
 
@@ -118,6 +120,7 @@ TABLES = (
     "invoiceitems",
     "events",
     "webhook_endpoints",
+    "test_clocks",
 )
 
 
@@ -133,6 +136,10 @@ class State:
         self.tables["invoiceitems"].kind = "invoiceitem"
         self.tables["promotion_codes"].kind = "promotion code"
         self.tables["webhook_endpoints"].kind = "webhook endpoint"
+        self.tables["test_clocks"].kind = "test_helpers.test_clock"
+        # Subscriptions of customers on a test clock fall due on that clock, not on the
+        # sandbox's own: one heap per clock, run only when the clock is advanced.
+        self.clock_due: dict[str, list[tuple[int, int, str]]] = {}
         self.restricted_keys: dict[str, dict[str, str]] = {}
         self.idempotency: dict[tuple[str, str], IdempotentResult] = {}
         self.due: list[tuple[int, int, str]] = []  # (when, seq, subscription id)
@@ -143,6 +150,14 @@ class State:
         self.deleted_customers: set[str] = set()
         self.promo_codes: dict[str, str] = {}  # lower-cased code -> promotion code id
         self.retired_prices: dict[str, Obj] = {}  # deleted plans still named by old items
+
+    def __setstate__(self, data: dict[str, Any]) -> None:
+        # A state file written before test clocks existed.
+        self.__dict__.update(data)
+        self.__dict__.setdefault("clock_due", {})
+        if "test_clocks" not in self.tables:
+            self.tables["test_clocks"] = Table("test_clock")
+            self.tables["test_clocks"].kind = "test_helpers.test_clock"
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -157,7 +172,7 @@ class Emulator:
         self.clock = Clock()
         self.state = State(seed)
         self.lock = threading.RLock()
-        self._now_override: int | None = None
+        self.now_override: int | None = None
 
     # -- basics ---------------------------------------------------------------------------------
 
@@ -173,8 +188,8 @@ class Emulator:
         return self.state.tables
 
     def now(self) -> int:
-        if self._now_override is not None:
-            return self._now_override
+        if self.now_override is not None:
+            return self.now_override
         return self.clock.now()
 
     def new_id(self, prefix: str, length: int = 24) -> str:
@@ -340,6 +355,13 @@ class Emulator:
 
     # -- time-driven transitions ---------------------------------------------------------------
 
+    def clock_time(self, clock_id: str | None) -> int | None:
+        """The frozen time of a test clock (None: the sandbox's own clock)."""
+        if clock_id is None:
+            return None
+        clock = self.t["test_clocks"].find(clock_id)
+        return None if clock is None else int(clock["frozen_time"])
+
     def schedule(self, sub_id: str, when: int | None) -> None:
         if when is None:
             self.state.due_at.pop(sub_id, None)
@@ -347,27 +369,32 @@ class Emulator:
         if self.state.due_at.get(sub_id) == when:
             return
         self.state.due_at[sub_id] = when
-        heapq.heappush(self.state.due, (when, self.state.next_seq(), sub_id))
+        sub = self.t["subscriptions"].find(sub_id)
+        clock_id = None if sub is None else sub.get("test_clock")
+        heap = self.state.due if clock_id is None else self.state.clock_due.setdefault(clock_id, [])
+        heapq.heappush(heap, (when, self.state.next_seq(), sub_id))
 
-    def run_due(self) -> int:
-        """Run every transition due by now, in time order. Returns how many ran."""
+    def run_due(self, clock_id: str | None = None, until: int | None = None) -> int:
+        """Run every transition due by ``until`` (default: now) on the sandbox's clock or on a
+        test clock, in time order, each at its own moment. Returns how many ran."""
         from stayflow.sandbox import lifecycle
 
         ran = 0
-        due = self.state.due
-        now = self.clock.now()
+        due = self.state.due if clock_id is None else self.state.clock_due.get(clock_id, [])
+        now = self.clock.now() if until is None else until
+        outer = self.now_override
         while due and due[0][0] <= now and ran < 1_000_000:
             when, _, sub_id = heapq.heappop(due)
             if self.state.due_at.get(sub_id) != when:
                 continue  # superseded
             del self.state.due_at[sub_id]
-            self._now_override = when
+            self.now_override = when
             ctx = Ctx(request_id="", automatic=True)
             try:
                 lifecycle.on_due(self, ctx, sub_id, when)
                 self.commit(ctx)
             finally:
-                self._now_override = None
+                self.now_override = outer
             ran += 1
         return ran
 

@@ -40,7 +40,12 @@ class StripeError(Exception):
 
 
 def missing(kind: str, object_id: str, param: str = "id") -> StripeError:
-    return StripeError(404, f"No such {kind}: '{object_id}'", code="resource_missing", param=param)
+    """Stripe's ``resource_missing``: 404 for the object a URL names (``param="id"``), 400 for
+    one named in a parameter (``customer``, ``items[0][price]``, ``discounts[0][coupon]``)."""
+    status = 404 if param == "id" else 400
+    return StripeError(
+        status, f"No such {kind}: '{object_id}'", code="resource_missing", param=param
+    )
 
 
 def invalid(message: str, param: str | None = None, code: str | None = None) -> StripeError:

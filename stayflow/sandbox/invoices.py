@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
-from stayflow.sandbox.common import EXPAND, LIST, list_page, ts_match
+from stayflow.sandbox.common import EXPAND, LIST, diff, list_page, ts_match
 from stayflow.sandbox.emulator import Ctx, Emulator
 from stayflow.sandbox.errors import StripeError, invalid
+from stayflow.sandbox.money import percent, round_half_up
 from stayflow.sandbox.params import Enum, ListOf, Params, parse_ts_list_filter
 from stayflow.sandbox.store import Obj
 
@@ -22,9 +24,11 @@ class Line:
     quantity: int | None = None
     proration: bool = False
     subscription_item: str | None = None
+    # Discounts a proration's amount already reflects (Stripe lists them with amount 0).
+    discounts: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "discounts": list(self.discounts)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Line:
@@ -68,20 +72,30 @@ def card_error(decline: str) -> StripeError:
     )
 
 
+def coupon_of(em: Emulator, discount: Obj) -> Obj | None:
+    """The coupon a discount was made from (kept on the discount if the coupon is deleted)."""
+    found = em.t["coupons"].find(discount["source"]["coupon"])
+    return found if found is not None else discount.get("_coupon")
+
+
 def _discount_amounts(em: Emulator, discounts: list[Obj], lines: list[Obj]) -> None:
-    """Fill each line's ``discount_amounts``: percent coupons per line, fixed amounts in order."""
+    """Fill each discountable line's ``discount_amounts``: a percent coupon per line (rounded
+    half-up), a fixed amount in line order. Prorations are not discountable (their amounts
+    already reflect the discounts)."""
     for discount in discounts:
-        coupon = em.t["coupons"].find(discount["source"]["coupon"])
+        coupon = coupon_of(em, discount)
         if coupon is None:
             continue
         budget = coupon["amount_off"]
         for line in lines:
+            if not line["discountable"]:
+                continue
             already = sum(d["amount"] for d in line["discount_amounts"])
             base = line["amount"] - already
             if base <= 0:
                 amount = 0
             elif coupon["percent_off"] is not None:
-                amount = round(base * coupon["percent_off"] / 100)
+                amount = round_half_up(Fraction(base) * percent(coupon["percent_off"]))
             else:
                 amount = min(base, budget)
                 budget -= amount
@@ -116,9 +130,9 @@ def create_invoice(
                 "amount": line.amount,
                 "currency": sub["currency"],
                 "description": line.description,
-                "discount_amounts": [],
-                "discountable": True,
-                "discounts": [],
+                "discount_amounts": [{"amount": 0, "discount": d} for d in line.discounts],
+                "discountable": not line.proration,
+                "discounts": list(line.discounts),
                 "invoice": invoice_id,
                 "livemode": False,
                 "metadata": {},
@@ -163,8 +177,6 @@ def create_invoice(
     ending_balance = min(0, total + balance)
     number = f"{customer['invoice_prefix']}-{customer['next_invoice_sequence']:04d}"
     customer["next_invoice_sequence"] += 1
-    if balance != ending_balance:
-        customer["balance"] = ending_balance
     invoice: Obj = {
         "id": invoice_id,
         "object": "invoice",
@@ -262,7 +274,7 @@ def create_invoice(
         },
         "subtotal": subtotal,
         "subtotal_excluding_tax": subtotal,
-        "test_clock": None,
+        "test_clock": customer["test_clock"],
         "threshold_reason": None,
         "total": total,
         "total_discount_amounts": [
@@ -283,8 +295,26 @@ def create_invoice(
     return invoice
 
 
+def _apply_balance(em: Emulator, invoice: Obj) -> None:
+    """Stripe applies the customer's balance when an invoice is finalized: credit (negative)
+    lowers ``amount_due``, a net credit invoice adds to it, and what the invoice consumed is
+    recorded so a void can give it back."""
+    customer = em.t["customers"].find(invoice["customer"])
+    if customer is None:
+        return
+    balance = customer["balance"]
+    total = invoice["total"]
+    ending = min(0, total + balance)
+    invoice["starting_balance"] = balance
+    invoice["_ending_balance"] = ending
+    invoice["amount_due"] = max(0, total + balance)
+    invoice["amount_remaining"] = invoice["amount_due"]
+    customer["balance"] = ending
+
+
 def finalize(em: Emulator, ctx: Ctx, invoice: Obj) -> None:
     now = em.now()
+    _apply_balance(em, invoice)
     invoice["status"] = "open"
     invoice["number"] = invoice["_number"]
     invoice["effective_at"] = now
@@ -308,6 +338,16 @@ def mark_paid(em: Emulator, ctx: Ctx, invoice: Obj, *, out_of_band: bool = False
 
 
 def void(em: Emulator, ctx: Ctx, invoice: Obj) -> None:
+    """Void a finalized invoice. Stripe gives back the customer balance it consumed or added
+    (a customer balance transaction of type ``unapplied_from_invoice``)."""
+    customer = em.t["customers"].find(invoice["customer"])
+    if customer is not None and invoice["ending_balance"] is not None:
+        applied = invoice["starting_balance"] - invoice["ending_balance"]
+        if applied:
+            before = em.render("customers", customer)
+            customer["balance"] += applied
+            after = em.render("customers", customer)
+            em.emit(ctx, "customer.updated", after, diff(before, after))
     invoice["status"] = "void"
     invoice["amount_remaining"] = 0
     invoice["next_payment_attempt"] = None

@@ -4,6 +4,7 @@ outcomes, and cancelling now (used by the API and by the clock)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from fractions import Fraction
 from typing import Any
 
 from stayflow.sandbox import invoices
@@ -11,7 +12,8 @@ from stayflow.sandbox.catalog import coupon_valid, new_price, render_plan
 from stayflow.sandbox.common import diff
 from stayflow.sandbox.emulator import Ctx, Emulator
 from stayflow.sandbox.errors import invalid, missing, missing_param
-from stayflow.sandbox.invoices import Line
+from stayflow.sandbox.invoices import Line, coupon_of
+from stayflow.sandbox.money import format_amount, percent, round_half_up
 from stayflow.sandbox.periods import DAY, add_months
 from stayflow.sandbox.store import Obj
 
@@ -178,21 +180,85 @@ def live_discounts(em: Emulator, sub: Obj) -> list[Obj]:
     return [d for d in (table.find(i) for i in sub["discounts"]) if d is not None]
 
 
+def customer_discount(em: Emulator, customer_id: str) -> Obj | None:
+    customer = em.t["customers"].find(customer_id)
+    if customer is None or customer["discount"] is None:
+        return None
+    found = em.t["discounts"].find(customer["discount"]["id"])
+    if found is None or (found["end"] is not None and found["end"] <= em.now()):
+        return None
+    return found
+
+
+def effective_discounts(em: Emulator, sub: Obj) -> list[Obj]:
+    """What the subscription's invoices are discounted by: its own discounts, else the
+    customer's (Stripe: a customer-level discount applies to the customer's subscriptions
+    that have none of their own)."""
+    own = live_discounts(em, sub)
+    if own:
+        return own
+    found = customer_discount(em, sub["customer"])
+    return [found] if found is not None else []
+
+
+def net_amount(em: Emulator, discounts: list[Obj], amount: int, subtotal: int) -> Fraction:
+    """``amount`` (one item's price x quantity for a full period) after ``discounts``: a
+    percent coupon takes its share, an ``amount_off`` one its part in proportion to the item's
+    share of ``subtotal`` (what the period's invoice would bill in all)."""
+    value = Fraction(amount)
+    for discount in discounts:
+        coupon = coupon_of(em, discount)
+        if coupon is None:
+            continue
+        if coupon["percent_off"] is not None:
+            value -= value * percent(coupon["percent_off"])
+        elif subtotal > 0:
+            value -= min(value, Fraction(coupon["amount_off"] * amount, subtotal))
+    return max(value, Fraction(0))
+
+
 def new_discount(em: Emulator, ctx: Ctx, sub: Obj, spec: Obj, param: str) -> Obj:
+    return make_discount(
+        em,
+        ctx,
+        spec,
+        param,
+        customer_id=sub["customer"],
+        currency=sub["currency"],
+        subscription_id=sub["id"],
+    )
+
+
+def make_discount(
+    em: Emulator,
+    ctx: Ctx,
+    spec: Obj,
+    param: str,
+    *,
+    customer_id: str,
+    currency: str | None,
+    subscription_id: str | None,
+) -> Obj:
+    """A discount from ``{coupon}`` / ``{promotion_code}`` / ``{discount}`` (``param`` names the
+    spec in errors); for a subscription, or for the customer when ``subscription_id`` is None."""
     keys = [k for k in ("coupon", "promotion_code", "discount") if k in spec]
     if len(keys) != 1:
         raise invalid(
             "You must pass exactly one of coupon, promotion_code or discount.", param=param
         )
+
+    def named(key: str) -> str:
+        return f"{param}[{key}]" if param else key
+
     now = em.now()
     if "discount" in spec:
-        discount = em.t["discounts"].get(spec["discount"], f"{param}[discount]")
-        if discount["customer"] != sub["customer"]:
-            raise invalid("This discount belongs to another customer.", param=f"{param}[discount]")
+        discount = em.t["discounts"].get(spec["discount"], named("discount"))
+        if discount["customer"] != customer_id:
+            raise invalid("This discount belongs to another customer.", param=named("discount"))
         return discount
     promo_id: str | None = None
     if "promotion_code" in spec:
-        promo = em.t["promotion_codes"].get(spec["promotion_code"], f"{param}[promotion_code]")
+        promo = em.t["promotion_codes"].get(spec["promotion_code"], named("promotion_code"))
         if (
             not promo["active"]
             or (promo["expires_at"] is not None and now > promo["expires_at"])
@@ -203,25 +269,25 @@ def new_discount(em: Emulator, ctx: Ctx, sub: Obj, spec: Obj, param: str) -> Obj
         ):
             raise invalid(
                 f"This promotion code cannot be redeemed: {promo['code']}",
-                param=f"{param}[promotion_code]",
+                param=named("promotion_code"),
             )
-        if promo["customer"] is not None and promo["customer"] != sub["customer"]:
+        if promo["customer"] is not None and promo["customer"] != customer_id:
             raise invalid(
                 "This promotion code cannot be redeemed by this customer.",
-                param=f"{param}[promotion_code]",
+                param=named("promotion_code"),
             )
         promo["times_redeemed"] += 1
         promo_id = promo["id"]
-        coupon = em.t["coupons"].get(promo["promotion"]["coupon"])
+        coupon = em.t["coupons"].get(promo["promotion"]["coupon"], named("promotion_code"))
     else:
-        coupon = em.t["coupons"].get(spec["coupon"], f"{param}[coupon]")
+        coupon = em.t["coupons"].get(spec["coupon"], named("coupon"))
     if not coupon_valid(em, coupon):
-        raise invalid(f"Coupon expired: {coupon['id']}", param=f"{param}[coupon]")
-    if coupon["amount_off"] is not None and coupon["currency"] != sub["currency"]:
+        raise invalid(f"Coupon expired: {coupon['id']}", param=named("coupon"))
+    if coupon["amount_off"] is not None and currency is not None and coupon["currency"] != currency:
         raise invalid(
             f"This coupon's currency ({coupon['currency']}) does not match the subscription's "
-            f"({sub['currency']}).",
-            param=f"{param}[coupon]",
+            f"({currency}).",
+            param=named("coupon"),
         )
     coupon["times_redeemed"] += 1
     end = None
@@ -231,7 +297,7 @@ def new_discount(em: Emulator, ctx: Ctx, sub: Obj, spec: Obj, param: str) -> Obj
         "id": em.new_id("di"),
         "object": "discount",
         "checkout_session": None,
-        "customer": sub["customer"],
+        "customer": customer_id,
         "customer_account": None,
         "end": end,
         "invoice": None,
@@ -239,8 +305,10 @@ def new_discount(em: Emulator, ctx: Ctx, sub: Obj, spec: Obj, param: str) -> Obj
         "promotion_code": promo_id,
         "source": {"coupon": coupon["id"], "type": "coupon"},
         "start": now,
-        "subscription": sub["id"],
+        "subscription": subscription_id,
         "subscription_item": None,
+        # The coupon as redeemed: a discount keeps working after its coupon is deleted.
+        "_coupon": dict(coupon),
     }
     em.insert("discounts", created)
     em.emit(ctx, "customer.discount.created", em.render("discounts", created))
@@ -269,20 +337,43 @@ def expire_discounts(em: Emulator, ctx: Ctx, sub: Obj, at: int) -> None:
             live.append(d["id"])
     if live != sub["discounts"]:
         sub["discounts"] = live
+    customer = em.t["customers"].find(sub["customer"])
+    if customer is not None and customer["discount"] is not None:
+        end = customer["discount"]["end"]
+        if end is not None and end <= at:
+            remove_customer_discount(em, ctx, customer)
 
 
 def consume_once_discounts(em: Emulator, ctx: Ctx, sub: Obj, invoice: Obj) -> None:
-    """A ``duration=once`` coupon covers one invoice, then its discount is removed."""
+    """A ``duration=once`` coupon covers one invoice, then its discount is removed (the
+    subscription's, or the customer's when that one was applied)."""
     used = set(invoice["discounts"])
     live = []
     for d in live_discounts(em, sub):
-        coupon = em.t["coupons"].find(d["source"]["coupon"])
+        coupon = coupon_of(em, d)
         if d["id"] in used and coupon is not None and coupon["duration"] == "once":
             em.emit(ctx, "customer.discount.deleted", em.render("discounts", d))
         else:
             live.append(d["id"])
     if live != sub["discounts"]:
         sub["discounts"] = live
+    customer = em.t["customers"].find(sub["customer"])
+    if customer is not None and customer["discount"] is not None:
+        d = customer["discount"]
+        coupon = coupon_of(em, d)
+        if d["id"] in used and coupon is not None and coupon["duration"] == "once":
+            remove_customer_discount(em, ctx, customer)
+
+
+def remove_customer_discount(em: Emulator, ctx: Ctx, customer: Obj) -> Obj:
+    """Take the customer's discount off (``customer.discount.deleted``, ``customer.updated``)."""
+    before = em.render("customers", customer)
+    discount = customer["discount"]
+    customer["discount"] = None
+    em.emit(ctx, "customer.discount.deleted", discount)
+    after = em.render("customers", customer)
+    em.emit(ctx, "customer.updated", after, diff(before, after))
+    return dict(discount)
 
 
 def take_pending(em: Emulator, sub: Obj) -> list[Line]:
@@ -293,6 +384,15 @@ def take_pending(em: Emulator, sub: Obj) -> list[Line]:
         lines.extend(Line.from_dict(x) for x in customer["_pending_items"])
         customer["_pending_items"] = []
     return lines
+
+
+def price_text(price: Obj) -> str:
+    """``$20.00 / month``, ``¥2,000 / month``, ``$90.00 / every 3 months`` (Stripe's line
+    descriptions use the currency's symbol and exponent)."""
+    interval = price["recurring"]["interval"]
+    count = price["recurring"]["interval_count"]
+    every = interval if count == 1 else f"every {count} {interval}s"
+    return f"{format_amount(price['unit_amount'], price['currency'])} / {every}"
 
 
 def full_lines(em: Emulator, sub: Obj, start: int, end: int, trial: bool = False) -> list[Line]:
@@ -307,8 +407,7 @@ def full_lines(em: Emulator, sub: Obj, start: int, end: int, trial: bool = False
                 description=(
                     f"Trial period for {name}"
                     if trial
-                    else f"{qty} x {name} "
-                    f"(at ${price['unit_amount'] / 100:.2f} / {price['recurring']['interval']})"
+                    else f"{qty} \u00d7 {name} (at {price_text(price)})"
                 ),
                 period_start=start,
                 period_end=end,
@@ -338,12 +437,15 @@ def bill(
         billing_reason=reason,
         period_start=start,
         period_end=end,
-        discounts=live_discounts(em, sub),
+        discounts=effective_discounts(em, sub),
     )
     sub["latest_invoice"] = invoice["id"]
     consume_once_discounts(em, ctx, sub, invoice)
     pause = sub["pause_collection"]
-    if pause is not None and reason == "subscription_cycle":
+    # Stripe (pause payment collection guide): while collection is paused "invoices continue
+    # to generate, but Stripe doesn't collect payment" - every invoice the subscription makes,
+    # renewals, proration invoices and a cancel's final invoice alike.
+    if pause is not None and reason != "subscription_create":
         behavior = pause["behavior"]
         if behavior == "keep_as_draft":
             return invoice, "draft"
@@ -420,22 +522,45 @@ def cancellation(details: Obj | None, current: Obj, reason: str | None) -> Obj:
     return out
 
 
+Change = tuple[Obj, Obj | None, int, Obj | None, int]  # item, old price/qty, new price/qty
+
+
 def prorate_lines(
-    em: Emulator, sub: Obj, changes: list[tuple[Obj, Obj | None, int, Obj | None, int]], at: int
+    em: Emulator,
+    sub: Obj,
+    changes: list[Change],
+    at: int,
+    discounts_before: list[Obj] | None = None,
 ) -> list[Line]:
-    """Credit unused time of the old price, charge the rest of the period at the new one."""
+    """Credit unused time of the old price, charge the rest of the period at the new one.
+
+    Stripe (prorations guide, "Prorations and discounts"; ``proration_discounts=included``, the
+    default): discounts already on the subscription are reflected in the proration amounts,
+    proration lines are ``discountable: false`` and name the discounts with an amount of 0.
+    Each line is rounded half-up once, from the exact prorated amount. The credit uses the
+    discounts in effect before the change (``discounts_before``), the charge those after it.
+    """
     start, end = current_period(sub)
     if sub["status"] == "trialing" or not start <= at < end:
         return []
-    fraction = (end - at) / (end - start)
+    fraction = Fraction(end - at, end - start)
+    after = effective_discounts(em, sub)
+    before = after if discounts_before is None else discounts_before
+    old_total = sum(c[1]["unit_amount"] * c[2] for c in changes if c[1] is not None) + sum(
+        item_price(em, i)["unit_amount"] * i["quantity"]
+        for i in sub["_items"]
+        if all(i["id"] != c[0]["id"] for c in changes)
+    )
+    new_total = sum(item_price(em, i)["unit_amount"] * i["quantity"] for i in sub["_items"])
     lines: list[Line] = []
     for item, old_price, old_qty, next_price, new_qty in changes:
         if old_price is not None and old_qty:
-            amount = round(old_price["unit_amount"] * old_qty * fraction)
+            full = old_price["unit_amount"] * old_qty
+            amount = round_half_up(net_amount(em, before, full, old_total) * fraction)
             lines.append(
                 Line(
                     amount=-amount,
-                    description=f"Unused time on {old_qty} x {product_name(em, old_price)} "
+                    description=f"Unused time on {old_qty} \u00d7 {product_name(em, old_price)} "
                     f"after {fmt_date(at)}",
                     period_start=at,
                     period_end=end,
@@ -443,21 +568,24 @@ def prorate_lines(
                     quantity=old_qty,
                     proration=True,
                     subscription_item=item["id"],
+                    discounts=[d["id"] for d in before],
                 )
             )
         if next_price is not None and new_qty:
-            amount = round(next_price["unit_amount"] * new_qty * fraction)
+            full = next_price["unit_amount"] * new_qty
+            amount = round_half_up(net_amount(em, after, full, new_total) * fraction)
             lines.append(
                 Line(
                     amount=amount,
-                    description=f"Remaining time on {new_qty} x {product_name(em, next_price)} "
-                    f"after {fmt_date(at)}",
+                    description=f"Remaining time on {new_qty} \u00d7 "
+                    f"{product_name(em, next_price)} after {fmt_date(at)}",
                     period_start=at,
                     period_end=end,
                     price_id=next_price["id"],
                     quantity=new_qty,
                     proration=True,
                     subscription_item=item["id"],
+                    discounts=[d["id"] for d in after],
                 )
             )
     return lines
@@ -487,10 +615,17 @@ def cancel_now(
         invoice = em.t["invoices"].find(sub["latest_invoice"])
         if invoice is not None and invoice["status"] == "open":
             invoices.void(em, ctx, invoice)
+    if not invoice_now and not prorate and at is None:
+        # Stripe (cancel reference): cancelling immediately with invoice_now and prorate both
+        # false removes the pending prorations. A scheduled cancel (cancel_at, period end) leaves
+        # them in place, to be collected.
+        sub["_pending"] = [p for p in sub["_pending"] if not p["proration"]]
     sub["_pending"] = [*sub["_pending"], *(line.as_dict() for line in credit)]
     if invoice_now and sub["_pending"]:
         lines = take_pending(em, sub)
-        bill(em, ctx, sub, lines, "subscription_cycle", now, now)
+        # Not documented by Stripe; "subscription_update" is the documented reason closest to a
+        # cancel ("A subscription was updated"; no new period begins). See docs/stripe-sandbox.md.
+        bill(em, ctx, sub, lines, "subscription_update", now, now)
     elif sub["_pending"]:
         # Uninvoiced items stay with the customer, for their next invoice.
         customer = em.t["customers"].find(sub["customer"])

@@ -26,10 +26,10 @@ from stayflow.sandbox.subscription_billing import (
     consume_once_discounts,
     current_period,
     cycle_of,
+    effective_discounts,
     emit_updated,
     full_lines,
     item_price,
-    live_discounts,
     prorate_lines,
     reschedule,
     resolve_price,
@@ -265,7 +265,7 @@ def create(em: Emulator, ctx: Ctx, p: Params) -> Obj:
         "start_date": now,
         "status": "trialing" if trial_end is not None else "incomplete",
         "status_details": None,
-        "test_clock": None,
+        "test_clock": customer["test_clock"],
         "transfer_data": None,
         "trial_end": trial_end,
         "trial_settings": {"end_behavior": {"missing_payment_method": missing_pm}},
@@ -329,7 +329,7 @@ def _create(
         billing_reason="subscription_create",
         period_start=now,
         period_end=now,
-        discounts=live_discounts(em, sub),
+        discounts=effective_discounts(em, sub),
     )
     sub["latest_invoice"] = invoice["id"]
     consume_once_discounts(em, ctx, sub, invoice)
@@ -450,13 +450,16 @@ def _update(em: Emulator, ctx: Ctx, p: Params, sub: Obj) -> Obj:
         )
     if "pause_collection" in p:
         _set_pause(em, sub, p["pause_collection"])
+    discounts_before = effective_discounts(em, sub)
     if "discounts" in p:
         set_discounts(em, ctx, sub, p["discounts"])
-    if "trial_end" in p:
-        _set_trial_end(em, ctx, sub, p["trial_end"])
     proration = p.get("proration_behavior", "create_prorations")
+    if "trial_end" in p:
+        _set_trial_end(em, ctx, sub, p["trial_end"], proration)
     if "items" in p:
-        _update_items(em, ctx, sub, p["items"], proration, p.get("proration_date"))
+        _update_items(
+            em, ctx, sub, p["items"], proration, p.get("proration_date"), discounts_before
+        )
     elif p.get("billing_cycle_anchor") == "now":
         _reset_cycle(em, ctx, sub, proration, now)
     elif proration == "always_invoice" and sub["_pending"]:
@@ -521,7 +524,7 @@ def _set_pause(em: Emulator, sub: Obj, value: Any) -> None:
     sub["pause_collection"] = {"behavior": value["behavior"], "resumes_at": resumes_at}
 
 
-def _set_trial_end(em: Emulator, ctx: Ctx, sub: Obj, value: Any) -> None:
+def _set_trial_end(em: Emulator, ctx: Ctx, sub: Obj, value: Any, proration: str) -> None:
     now = em.now()
     if value == "now":
         if sub["status"] != "trialing":
@@ -532,9 +535,26 @@ def _set_trial_end(em: Emulator, ctx: Ctx, sub: Obj, value: Any) -> None:
         return
     check_trial_end(em, value)
     if sub["status"] != "trialing":
+        # Stripe: putting a paid subscription into a trial prorates like any change of what is
+        # billed: the unused paid time of the current period is credited (unless
+        # proration_behavior=none); always_invoice invoices the credit now.
+        credit = (
+            []
+            if proration == "none"
+            else prorate_lines(
+                em,
+                sub,
+                [(i, item_price(em, i), i["quantity"], None, 0) for i in sub["_items"]],
+                now,
+            )
+        )
+        sub["_pending"] = [*sub["_pending"], *(line.as_dict() for line in credit)]
         sub["trial_start"] = now
         set_status(em, sub, "trialing")
         start = now
+        if proration == "always_invoice" and credit:
+            set_period(sub, now, value)
+            bill(em, ctx, sub, take_pending(em, sub), "subscription_update", now, now)
     else:
         start = current_period(sub)[0]
     sub["trial_end"] = value
@@ -551,6 +571,7 @@ def _update_items(
     specs: list[Obj],
     proration: str,
     proration_date: int | None,
+    discounts_before: list[Obj],
 ) -> None:
     now = em.now()
     at = proration_date if proration_date is not None else now
@@ -629,14 +650,16 @@ def _update_items(
         credit = (
             []
             if proration == "none"
-            else prorate_lines(em, sub, [(c[0], c[1], c[2], None, 0) for c in changes], at)
+            else prorate_lines(
+                em, sub, [(c[0], c[1], c[2], None, 0) for c in changes], at, discounts_before
+            )
         )
         sub["_pending"] = [*sub["_pending"], *(line.as_dict() for line in credit)]
         _reset_cycle(em, ctx, sub, "none", now)
         return
     if proration == "none" or not changes:
         return
-    lines = prorate_lines(em, sub, changes, at)
+    lines = prorate_lines(em, sub, changes, at, discounts_before)
     sub["_pending"] = [*sub["_pending"], *(line.as_dict() for line in lines)]
     if proration == "always_invoice" and sub["_pending"]:
         _invoice_pending(em, ctx, sub)
@@ -711,6 +734,21 @@ def resume(em: Emulator, ctx: Ctx, p: Params, sub_id: str) -> Obj:
     emit_updated(em, ctx, sub, before)
     reschedule(em, sub)
     return em.render("subscriptions", sub)
+
+
+def delete_discount(em: Emulator, ctx: Ctx, p: Params, sub_id: str) -> Obj:
+    """``DELETE /v1/subscriptions/{id}/discount``: removes the subscription's discounts and
+    answers the (first) removed one with ``deleted: true``, as Stripe answers a Discount."""
+    sub = em.t["subscriptions"].get(sub_id)
+    live = [d for d in (em.t["discounts"].find(i) for i in sub["discounts"]) if d is not None]
+    if not live:
+        raise missing("discount", sub_id)
+    before = em.render("subscriptions", sub)
+    for discount in live:
+        em.emit(ctx, "customer.discount.deleted", em.render("discounts", discount))
+    sub["discounts"] = []
+    emit_updated(em, ctx, sub, before)
+    return {**em.render("discounts", live[0]), "deleted": True}
 
 
 # -- cancel ------------------------------------------------------------------------------------

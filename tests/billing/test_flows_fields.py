@@ -50,6 +50,7 @@ def test_fields_apply_export_round_trip(client, owner, other, database_url, tmp_
     doc = yaml.safe_load(exported.read_text())
     assert doc["fields"] == yaml.safe_load(FLOWS_WITH_FIELDS)["fields"]
     again = _cli(database_url, "flows", "apply", str(exported), "--app", owner.app_id, "--yes")
+    assert again.exit_code == 0, again.output
     assert "no changes" in again.output
 
     # Only the fields change: shown as a diff, applied, the flows' version unchanged.
@@ -62,7 +63,8 @@ def test_fields_apply_export_round_trip(client, owner, other, database_url, tmp_
 
     # A file without fields: leaves the mappings alone.
     source.write_text(FLOWS_WITH_FIELDS.split("fields:")[0])
-    _cli(database_url, "flows", "apply", str(source), "--app", owner.app_id, "--yes")
+    without = _cli(database_url, "flows", "apply", str(source), "--app", owner.app_id, "--yes")
+    assert without.exit_code == 0, without.output
     assert len(client.get("/api/v1/field-mappings", headers=owner.headers).json()) == 3
 
 

@@ -128,7 +128,7 @@ def test_failed_action_in_admin_api_and_events(
     assert one[0]["result"]["subscriptions"][subs[0]]["discounts"] == [coupon]
     events = stripe_api.get("/api/v1/billing/events", headers=owner.headers).json()["data"]
     assert [(e["type"], e["data"]["session_id"]) for e in events] == [
-        ("billing.action.applied", applied),
+        ("billing.action.succeeded", applied),
         ("billing.action.failed", failed),
     ]
     assert (

@@ -4,7 +4,7 @@ asserting on the subscription as Stripe (the sandbox) has it afterwards."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -128,6 +128,29 @@ def test_pause_and_extension(
     assert state["status"] == ("trialing" if kind == "trialing" else "active")
 
 
+@pytest.mark.parametrize("offer_type", ["pause", "extension"])
+@pytest.mark.parametrize(("duration", "interval", "length"), [(3, "day", 3), (2, "week", 14)])
+def test_pause_and_extension_by_day_and_week(
+    env: Env,
+    stripe_client: stripe.StripeClient,
+    make_subscription: Any,
+    offer_type: str,
+    duration: int,
+    interval: str,
+    length: int,
+) -> None:
+    sub = make_subscription("monthly")
+    env.set_flows([{"id": "p", "type": offer_type, "duration": duration, "interval": interval}])
+    session_id = env.accept(sub.id, "p")
+    env.run_jobs()
+    action = env.action(session_id)
+    assert action.status == "applied", action.error
+    pause = retrieve(stripe_client, sub.id)["pause_collection"]
+    assert pause["behavior"] == ("void" if offer_type == "pause" else "mark_uncollectible")
+    # Exact days, not add_interval (which would be the code under test checking itself).
+    assert pause["resumes_at"] == int((action.created_at + timedelta(days=length)).timestamp())
+
+
 def _yearly_renewing_soon(
     stripe_client: stripe.StripeClient, make_paying_customer: Any, make_price: Any
 ) -> stripe.Subscription:
@@ -201,12 +224,17 @@ def test_plan_change(
 @pytest.mark.parametrize("proration", ["create_prorations", "none", "always_invoice"])
 def test_plan_change_proration(
     env: Env,
+    sandbox: Sandbox,
     stripe_client: stripe.StripeClient,
     make_subscription: Any,
     make_price: Any,
     proration: str,
 ) -> None:
+    """An upgrade from 20.00 to 50.00 a third of the way into the month. The three behaviours
+    differ in what Stripe bills: create_prorations leaves the difference pending for the
+    renewal invoice, always_invoice bills it at once, none never bills it."""
     sub = make_subscription("monthly")
+    sandbox.advance_clock(10 * DAY)  # some of the period used, some left to prorate
     invoices_before = len(stripe_client.v1.invoices.list({"subscription": sub.id}).data)
     new_price = make_price(5000, "month", name="Max")
     env.set_flows(
@@ -221,11 +249,21 @@ def test_plan_change_proration(
     )
     env.accept(sub.id, "up")
     env.run_jobs()
+    state = retrieve(stripe_client, sub.id)
+    assert item_prices(state) == {sub["items"]["data"][0]["id"]: new_price.id}, env.job_errors()
     invoices = stripe_client.v1.invoices.list({"subscription": sub.id}).data
-    assert item_prices(retrieve(stripe_client, sub.id)) == {
-        sub["items"]["data"][0]["id"]: new_price.id
-    }
     assert len(invoices) == invoices_before + (1 if proration == "always_invoice" else 0)
+    if proration == "always_invoice":
+        # The unused 20.00 credited, the rest of the month at 50.00 charged: about +20.00.
+        assert 0 < invoices[0].total < 5000
+    sandbox.advance_clock(to=state["items"]["data"][0]["current_period_end"] + 60)
+    renewal = stripe_client.v1.invoices.list({"subscription": sub.id}).data[0]
+    assert renewal.billing_reason == "subscription_cycle"
+    extra = renewal.total - 5000  # what the renewal bills beyond the new month
+    if proration == "create_prorations":
+        assert 0 < extra < 5000  # the pending difference rides on the renewal
+    else:
+        assert extra == 0  # billed already (always_invoice) or never (none)
 
 
 def test_plan_change_to_another_currency_fails(
@@ -281,8 +319,22 @@ def test_offers_off_or_not_connected_sends_nothing(
     assert env.action(second).status == "skipped"
 
 
-def test_now_is_aware_utc() -> None:
-    assert add_interval(datetime(2026, 1, 31, tzinfo=UTC), 1, "month").day == 28
+def test_now_is_aware_utc(env: Env, make_subscription: Any) -> None:
+    """An action's "now" is its row's created_at read back from the database (the plan is
+    computed from it). It must come back aware and in UTC on both databases (SQLite forgets
+    the zone), and the interval arithmetic must keep it so."""
+    sub = make_subscription("monthly")
+    env.set_flows([{"id": "p", "type": "pause", "duration": 1, "interval": "month"}])
+    session_id = env.accept(sub.id, "p")
+    env.run_jobs()
+    now = env.action(session_id).created_at
+    assert now.tzinfo is not None and now.utcoffset() == timedelta(0)
+    for interval in ("day", "week", "month", "year"):
+        moved = add_interval(now, 1, interval)
+        assert moved.tzinfo is not None and moved.utcoffset() == timedelta(0)
+    assert add_interval(datetime(2026, 1, 31, tzinfo=UTC), 1, "month") == datetime(
+        2026, 2, 28, tzinfo=UTC
+    )
 
 
 def _promotion_code(client: stripe.StripeClient, coupon: str) -> str:

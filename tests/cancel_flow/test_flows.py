@@ -203,7 +203,12 @@ def test_cli_apply_export_round_trip(client, owner, database_url, tmp_path, suff
     edited = text.replace("SAVE20", "SAVE30")
     exported.write_text(edited)
     changed = _cli(database_url, "flows", "apply", str(exported), "--app", owner.app_id, "--yes")
-    assert "-" in changed.output and "SAVE30" in changed.output and "version 2" in changed.output
+    assert changed.exit_code == 0, changed.output
+    diff = changed.output.splitlines()
+    removed = [line for line in diff if line.startswith("-") and "SAVE20" in line]
+    added = [line for line in diff if line.startswith("+") and "SAVE30" in line]
+    assert len(removed) == 1 and len(added) == 1, changed.output
+    assert "applied: version 2" in changed.output
 
 
 def test_cli_refuses_bad_files_and_unknown_apps(owner, database_url, tmp_path):

@@ -7,6 +7,7 @@ from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stayflow.db import Base, BigIntPK, utcnow
+from stayflow.events.models import Event
 
 APPLY_OFFER = "apply_offer"
 CANCEL = "cancel"
@@ -51,18 +52,5 @@ class BillingAction(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
-class BillingEvent(Base):
-    """An event for outbound webhooks (``billing.action.applied`` / ``billing.action.failed``).
-
-    Written in the same transaction as the state it reports; the webhooks part delivers
-    rows past its cursor (``id``). Until it exists they are readable in the admin API.
-    """
-
-    __tablename__ = "billing_events"
-    __table_args__ = (Index("ix_billing_events_app_pk_id", "app_pk", "id"),)
-
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    app_pk: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
-    type: Mapped[str] = mapped_column(String(60))
-    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+# The event log outgrew billing: its model lives in ``stayflow.events`` (same table).
+BillingEvent = Event

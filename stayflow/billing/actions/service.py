@@ -56,12 +56,13 @@ from stayflow.billing.provider import (
 from stayflow.billing.schemas import CancelOptions, StripeSetup
 from stayflow.crypto import Encryptor
 from stayflow.db import insert_ignoring_conflicts, utcnow
+from stayflow.events import service as events_service
 from stayflow.settings import Settings
 
 log = logging.getLogger("stayflow.billing.actions")
 T = TypeVar("T")
 
-EVENT_APPLIED = "billing.action.applied"
+EVENT_APPLIED = "billing.action.succeeded"
 EVENT_FAILED = "billing.action.failed"
 
 
@@ -190,14 +191,8 @@ def freeze_plan(
 
 
 def emit_event(db: Session, app_pk: int, type_: str, data: dict[str, Any]) -> BillingEvent:
-    """Record an event for outbound webhooks in the caller's transaction.
-
-    The webhooks part picks these up from ``billing_events`` (by increasing ``id``).
-    """
-    found = BillingEvent(app_pk=app_pk, type=type_, data=data, created_at=utcnow())
-    db.add(found)
-    db.flush()
-    return found
+    """Record an event in the app's event log (kept for callers; see ``stayflow.events``)."""
+    return events_service.emit_event(db, app_pk, type_, data)
 
 
 def _event_data(row: BillingAction) -> dict[str, Any]:
@@ -213,6 +208,16 @@ def _event_data(row: BillingAction) -> dict[str, Any]:
     }
 
 
+def _session_completed(db: Session, row: BillingAction) -> None:
+    """The session's whole story (``session.completed``), now that its billing is settled."""
+    from stayflow.cancel_sessions import events as session_events
+
+    assert row.finished_at is not None
+    session_events.billing_settled(
+        db, row.session_id, row.kind, row.status, row.error, row.finished_at
+    )
+
+
 def mark_applied(db: Session, action_id: int, result: dict[str, Any]) -> None:
     row = db.get(BillingAction, action_id)
     assert row is not None
@@ -221,6 +226,7 @@ def mark_applied(db: Session, action_id: int, result: dict[str, Any]) -> None:
     row.error = None
     row.finished_at = utcnow()
     emit_event(db, row.app_pk, EVENT_APPLIED, _event_data(row))
+    _session_completed(db, row)
 
 
 def mark_skipped(db: Session, action_id: int, why: str) -> None:
@@ -229,6 +235,7 @@ def mark_skipped(db: Session, action_id: int, why: str) -> None:
     row.status = SKIPPED
     row.error = why
     row.finished_at = utcnow()
+    _session_completed(db, row)
 
 
 def mark_failed(factory: sessionmaker[Session], action_id: int, message: str) -> None:
@@ -242,6 +249,7 @@ def mark_failed(factory: sessionmaker[Session], action_id: int, message: str) ->
         row.error = message[:4000]
         row.finished_at = utcnow()
         emit_event(db, row.app_pk, EVENT_FAILED, _event_data(row))
+        _session_completed(db, row)
         db.commit()
     log.warning("billing.action.failed", extra={"action_id": action_id, "error": message[:500]})
 
@@ -577,7 +585,7 @@ def list_actions(
 def list_events(
     db: Session, app_pk: int, *, after_id: int | None, limit: int
 ) -> Sequence[BillingEvent]:
-    query = select(BillingEvent).where(BillingEvent.app_pk == app_pk)
-    if after_id is not None:
-        query = query.where(BillingEvent.id > after_id)
-    return db.scalars(query.order_by(BillingEvent.id).limit(limit)).all()
+    """The billing part of the app's event log (GET /api/v1/events has all of it)."""
+    return events_service.list_events(
+        db, app_pk, after_id=after_id, types=(EVENT_APPLIED, EVENT_FAILED), limit=limit
+    )

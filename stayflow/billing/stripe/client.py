@@ -24,6 +24,7 @@ from stripe.params import (
     CouponListParams,
     CustomerListParams,
     EventListParams,
+    InvoiceListParams,
     PriceListParams,
     ProductListParams,
     SubscriptionListParams,
@@ -39,14 +40,16 @@ from stayflow.billing.provider import (
     BillingObjectMissing,
     BillingPermissionDenied,
     BillingUnavailable,
+    EventPage,
     FetchedSubscription,
     InvalidWebhookSignature,
+    InvoicePage,
     PermissionCheck,
     SubscriptionPage,
     WebhookEndpoint,
     WebhookEvent,
 )
-from stayflow.billing.stripe.convert import subscription_from
+from stayflow.billing.stripe.convert import invoice_from, subscription_from
 
 log = logging.getLogger("stayflow.billing.stripe")
 
@@ -234,6 +237,60 @@ class StripeBillingProvider:
             if not page.has_more or page.last_id is None:
                 return
             cursor = page.last_id
+
+    def list_events(
+        self,
+        *,
+        types: list[str],
+        created_gte: int | None = None,
+        starting_after: str | None = None,
+        limit: int = 100,
+    ) -> EventPage:
+        params: EventListParams = {"limit": max(1, min(100, limit))}
+        if len(types) == 1:
+            params["type"] = types[0]
+        elif types:
+            params["types"] = types[:20]
+        if created_gte is not None:
+            params["created"] = {"gte": created_gte}
+        if starting_after:
+            params["starting_after"] = starting_after
+        body = self._get_json("/v1/events", params)
+        events: list[WebhookEvent] = []
+        for item in body.get("data", []):
+            data = item.get("data") if isinstance(item, dict) else None
+            obj = data.get("object") if isinstance(data, dict) else None
+            if not isinstance(item, dict) or not item.get("id") or not isinstance(obj, dict):
+                continue
+            events.append(
+                WebhookEvent(
+                    id=str(item["id"]),
+                    type=str(item.get("type") or ""),
+                    created=int(item.get("created") or 0),
+                    object=obj,
+                    livemode=bool(item.get("livemode")),
+                    raw=item,
+                )
+            )
+        return EventPage(events=events, has_more=bool(body.get("has_more")))
+
+    def list_invoices(
+        self,
+        *,
+        created_gte: int | None = None,
+        starting_after: str | None = None,
+        limit: int = 100,
+    ) -> InvoicePage:
+        params: InvoiceListParams = {"limit": max(1, min(100, limit))}
+        if created_gte is not None:
+            params["created"] = {"gte": created_gte}
+        if starting_after:
+            params["starting_after"] = starting_after
+        body = self._get_json("/v1/invoices", params)
+        raw = [item for item in body.get("data", []) if isinstance(item, dict)]
+        return InvoicePage(
+            invoices=[invoice_from(r) for r in raw], has_more=bool(body.get("has_more"))
+        )
 
     def account_info(self) -> AccountInfo:
         kind = "restricted" if self._api_key.startswith("rk_") else "secret"

@@ -14,6 +14,7 @@ from stayflow.billing.provider import (
     Coupon,
     Customer,
     Discount,
+    Invoice,
     Price,
     Product,
     Subscription,
@@ -189,4 +190,32 @@ def subscription_from(value: dict[str, Any]) -> Subscription:
         paused=bool(value.get("pause_collection")),
         livemode=bool(value.get("livemode")),
         metadata=_str_map(value.get("metadata")),
+    )
+
+
+def invoice_subscription_id(value: dict[str, Any]) -> str | None:
+    """Current API: ``parent.subscription_details.subscription``; older: ``subscription``."""
+    parent = value.get("parent")
+    if isinstance(parent, dict):
+        details = parent.get("subscription_details")
+        if isinstance(details, dict):
+            found = object_id(details.get("subscription"))
+            if found:
+                return found
+    return object_id(value.get("subscription"))
+
+
+def invoice_from(value: dict[str, Any]) -> Invoice:
+    transitions = value.get("status_transitions")
+    paid_at = transitions.get("paid_at") if isinstance(transitions, dict) else None
+    return Invoice(
+        id=str(value.get("id") or ""),
+        subscription_id=invoice_subscription_id(value),
+        customer_id=object_id(value.get("customer")),
+        status=str(value.get("status") or ""),
+        currency=(str(value["currency"]).lower() if value.get("currency") else None),
+        amount_due=_int(value.get("amount_due")) or 0,
+        amount_paid=_int(value.get("amount_paid")) or 0,
+        created=_int(value.get("created")) or 0,
+        paid_at=_int(paid_at),
     )

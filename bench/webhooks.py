@@ -1,0 +1,197 @@
+"""Outbound webhooks: 10,000 events to 10 endpoints, one slow (2 s) and one down.
+
+    python bench/webhooks.py [--events 10000] [--rate 250] [--backend sqlite|postgres]
+                             [--concurrency 4]
+
+Two phases in one run, each with fresh apps and endpoints and receivers on 127.0.0.1:
+  1. "without bad": 8 healthy endpoints only, receiving the same per-endpoint rate;
+  2. "with bad": the 8 healthy endpoints plus one answering after 2 s and one down
+     (nothing listens on its port): ``--events`` events, round-robin over the 10 endpoints.
+Each endpoint belongs to its own app, so each event goes to exactly one endpoint. Events are
+emitted at ``--rate`` events/s (phase 1 at 8/10 of it) by a thread, each in its own
+transaction, and delivered by an in-process job Worker. The delay of a delivery is the
+receiver's clock at arrival minus the emitter's clock just before the event's commit.
+
+Prints deliveries/s overall and the healthy endpoints' p50/p99 delay in both phases, and
+their ratio (goal: with-bad p99 within 1.2x of without-bad).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from _support import create_database, drop_database, free_port
+
+from stayflow.apps import service as apps_service
+from stayflow.crypto import Encryptor
+from stayflow.db import make_engine, make_session_factory, migrate, transaction
+from stayflow.events import service as events_service
+from stayflow.jobs.worker import Worker
+from stayflow.settings import Settings
+from stayflow.webhooks import service as webhooks_service
+from stayflow.webhooks.schemas import EndpointCreate
+
+SECRET = "bench-" + "k" * 40
+ENCRYPTOR = Encryptor(SECRET)
+
+
+@dataclass
+class Sink:
+    """A receiver: records (emitted, received) per event; ``delay`` before answering."""
+
+    delay: float = 0.0
+    arrivals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    server: ThreadingHTTPServer | None = None
+
+    def start(self) -> str:
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                arrived = time.time()
+                if sink.delay:
+                    time.sleep(sink.delay)
+                sent = json.loads(body)["data"]["t"]
+                with sink.lock:
+                    sink.arrivals.setdefault(self.headers["webhook-id"], (sent, arrived))
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def phase(factory: Any, events: int, rate: float, bad: bool, timeout: float) -> dict[str, Any]:
+    sinks = [Sink() for _ in range(8)]
+    urls = [s.start() for s in sinks]
+    slow = Sink(delay=2.0)
+    if bad:
+        sinks.append(slow)
+        urls.append(slow.start())
+        urls.append(f"http://127.0.0.1:{free_port()}/down")
+    app_pks = []
+    with transaction(factory) as db:
+        for index, url in enumerate(urls):
+            created = apps_service.create_app(db, ENCRYPTOR, f"bench-{bad}-{index}")
+            webhooks_service.create(db, ENCRYPTOR, created.app.id, EndpointCreate(url=url))
+            app_pks.append(created.app.id)
+    healthy = 8
+    started = time.time()
+    for n in range(events):
+        target = started + n / rate
+        wait = target - time.time()
+        if wait > 0:
+            time.sleep(wait)
+        with transaction(factory) as db:
+            events_service.emit_event(
+                db, app_pks[n % len(app_pks)], "session.deflected", {"n": n, "t": time.time()}
+            )
+    emitted = time.time()
+    expected = sum(1 for n in range(events) if n % len(app_pks) < healthy)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if sum(len(s.arrivals) for s in sinks[:healthy]) >= expected:
+            break
+        time.sleep(0.2)
+    finished = time.time()
+    delays = [
+        arrived - sent for s in sinks[:healthy] for sent, arrived in list(s.arrivals.values())
+    ]
+    delivered = sum(len(s.arrivals) for s in sinks)
+    for sink in sinks:
+        sink.stop()
+    return {
+        "events": events,
+        "healthy_expected": expected,
+        "healthy_delivered": len(delays),
+        "slow_delivered": len(slow.arrivals) if bad else 0,
+        "deliveries_per_s": delivered / (finished - started),
+        "emit_s": emitted - started,
+        "p50_ms": pct(delays, 0.50) * 1000,
+        "p99_ms": pct(delays, 0.99) * 1000,
+        "mean_ms": statistics.fmean(delays) * 1000 if delays else float("nan"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=250.0)
+    parser.add_argument("--backend", default="sqlite", choices=["sqlite", "postgres"])
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--timeout", type=float, default=120.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        url = create_database(args.backend, Path(folder), "stayflow_bench_webhooks")
+        try:
+            settings = Settings(
+                database_url=url, secret_key=SECRET, webhooks_allow_private=True, log_json=False
+            )
+            engine = make_engine(settings)
+            migrate(engine)
+            factory = make_session_factory(engine)
+            worker = Worker(
+                factory,
+                concurrency=args.concurrency,
+                batch_size=1,
+                poll_interval=0.05,
+                services={"settings": settings, "encryptor": ENCRYPTOR},
+            )
+            worker.start()
+            try:
+                clean = phase(factory, args.events * 8 // 10, args.rate * 0.8, False, args.timeout)
+                dirty = phase(factory, args.events, args.rate, True, args.timeout)
+            finally:
+                worker.stop(timeout=5)
+                engine.dispose()
+        finally:
+            drop_database(url)
+    print(
+        f"backend={args.backend} worker concurrency={args.concurrency} "
+        f"rate={args.rate:.0f} events/s (phase 1 at {args.rate * 0.8:.0f})"
+    )
+    for name, result in (("without bad endpoints", clean), ("with slow+down endpoints", dirty)):
+        print(
+            f"{name:26s} events={result['events']:6d} healthy delivered="
+            f"{result['healthy_delivered']}/{result['healthy_expected']} "
+            f"deliveries/s={result['deliveries_per_s']:7.1f} "
+            f"healthy p50={result['p50_ms']:7.1f} ms p99={result['p99_ms']:7.1f} ms "
+            f"mean={result['mean_ms']:7.1f} ms"
+        )
+    print(f"slow endpoint delivered {dirty['slow_delivered']} (2 s each, in order)")
+    print(f"healthy p99 ratio with/without bad endpoints: {dirty['p99_ms'] / clean['p99_ms']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

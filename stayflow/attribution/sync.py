@@ -1,0 +1,241 @@
+"""Keeping what attribution reads current, in Stripe requests proportional to what changed.
+
+1. Webhooks feed the mirror (``stayflow.mirror``); nothing here for them.
+2. ``GET /v1/events`` (``customer.subscription.*`` and ``invoice.*``, ``created`` from the
+   stored cursor, 100 a page) catches what webhooks missed: one page when nothing changed.
+3. A watched subscription that neither source has seen is retrieved on its own (a 404 makes
+   its session ``unmatched``); so is one whose row names a new discount only by id.
+4. Only when the cursor is older than Stripe's 30-day event retention (or on the first sync
+   of an app whose sessions are older than that) are subscriptions and invoices listed in full.
+Then the watches whose data changed, and those whose window ended, are judged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from stayflow.attribution import repository, service
+from stayflow.billing.provider import BillingObjectMissing, BillingProvider
+from stayflow.billing.stripe.convert import invoice_from
+from stayflow.db import utcnow
+from stayflow.mirror import repository as mirror_repository
+from stayflow.mirror import service as mirror_service
+
+log = logging.getLogger("stayflow.attribution")
+
+EVENT_TYPES = ["customer.subscription.*", "invoice.*"]
+EVENT_RETENTION = timedelta(days=30)
+MAX_PAGES = 10_000
+MAX_RETRIEVES = 1_000
+Progress = Callable[[str, int], None]
+
+
+@dataclass
+class SyncResult:
+    mode: str = "events"  # "events", "full" or "none" (nothing watched)
+    requests: int = 0
+    pages: int = 0
+    events: int = 0
+    subscriptions_written: int = 0
+    invoices_written: int = 0
+    retrieved: int = 0
+    unmatched: int = 0
+    enrolled: int = 0
+    judged: int = 0
+    changed: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"attribution sync ({self.mode}): {self.requests} Stripe requests, "
+            f"{self.events} events, {self.subscriptions_written} subscriptions and "
+            f"{self.invoices_written} invoices written, {self.retrieved} retrieved, "
+            f"{self.enrolled} sessions enrolled, {self.judged} judged, "
+            f"{self.changed} status changes"
+        )
+
+
+def _store_raw(db: Session, app_pk: int, raw: dict[str, Any], version: int) -> int:
+    existing = mirror_repository.get_subscription(db, app_pk, str(raw.get("id") or ""))
+    version = max(version, existing.version if existing else 0)
+    return mirror_service.store_subscriptions(db, app_pk, [raw], version=version, source="live")
+
+
+def _events(
+    db: Session,
+    app_pk: int,
+    provider: BillingProvider,
+    cursor: int,
+    result: SyncResult,
+    progress: Progress | None,
+) -> int:
+    """Read every event since ``cursor``; store the newest state of each object; new cursor."""
+    newest_sub: dict[str, tuple[int, dict[str, Any]]] = {}
+    newest_invoice: dict[str, tuple[int, dict[str, Any]]] = {}
+    starting_after: str | None = None
+    newest = cursor
+    for _ in range(MAX_PAGES):
+        page = provider.list_events(
+            types=EVENT_TYPES, created_gte=cursor, starting_after=starting_after, limit=100
+        )
+        result.requests += 1
+        result.pages += 1
+        for event in page.events:
+            result.events += 1
+            newest = max(newest, event.created)
+            obj = event.object
+            if event.type.startswith("customer.subscription.") and obj.get("id"):
+                kept = newest_sub.get(str(obj["id"]))
+                # Newest first: the first seen of a second is the latest of that second.
+                if kept is None or event.created > kept[0]:
+                    newest_sub[str(obj["id"])] = (event.created, obj)
+            elif event.type.startswith("invoice.") and obj.get("id"):
+                kept = newest_invoice.get(str(obj["id"]))
+                if kept is None or event.created > kept[0]:
+                    newest_invoice[str(obj["id"])] = (event.created, obj)
+        if progress is not None:
+            progress("events", len(page.events))
+        if not page.has_more or not page.events:
+            break
+        starting_after = page.events[-1].id
+    # Only what the mirror does not hold yet (webhooks may have brought it): one query, then
+    # one batch per event second.
+    stored = repository.mirror_versions(db, app_pk, sorted(newest_sub))
+    by_second: dict[int, list[dict[str, Any]]] = {}
+    for sub_id, (created, obj) in newest_sub.items():
+        if created > stored.get(sub_id, -1):
+            by_second.setdefault(created, []).append(obj)
+    for created, objs in sorted(by_second.items()):
+        result.subscriptions_written += mirror_service.store_subscriptions(
+            db, app_pk, objs, version=created, source="events"
+        )
+    result.invoices_written += repository.upsert_invoices(
+        db,
+        [
+            repository.invoice_values(app_pk, invoice_from(obj), version=created)
+            for created, obj in newest_invoice.values()
+        ],
+    )
+    return newest
+
+
+def _full(
+    db: Session,
+    app_pk: int,
+    provider: BillingProvider,
+    now: int,
+    since: int,
+    result: SyncResult,
+    progress: Progress | None,
+) -> None:
+    """Every subscription (status=all) and every invoice created since ``since``."""
+    cursor: str | None = None
+    for _ in range(MAX_PAGES):
+        page = provider.list_subscriptions(starting_after=cursor, limit=100)
+        result.requests += 1
+        result.pages += 1
+        result.subscriptions_written += mirror_service.store_subscriptions(
+            db, app_pk, page.raw, version=now, source="backfill"
+        )
+        if progress is not None:
+            progress("subscriptions", len(page.raw))
+        if not page.has_more or page.last_id is None:
+            break
+        cursor = page.last_id
+    cursor = None
+    for _ in range(MAX_PAGES):
+        invoice_page = provider.list_invoices(created_gte=since, starting_after=cursor, limit=100)
+        result.requests += 1
+        result.pages += 1
+        result.invoices_written += repository.upsert_invoices(
+            db,
+            [repository.invoice_values(app_pk, i, version=now) for i in invoice_page.invoices],
+        )
+        if progress is not None:
+            progress("invoices", len(invoice_page.invoices))
+        if not invoice_page.has_more or invoice_page.last_id is None:
+            break
+        cursor = invoice_page.last_id
+
+
+def _retrieve(
+    db: Session,
+    app_pk: int,
+    provider: BillingProvider,
+    subscription_ids: list[str],
+    now: int,
+    result: SyncResult,
+) -> None:
+    for sub_id in subscription_ids[:MAX_RETRIEVES]:
+        result.requests += 1
+        try:
+            fetched = provider.retrieve_subscription(sub_id)
+        except BillingObjectMissing as exc:
+            why = f"Stripe has no subscription {sub_id!r} in this account ({exc.message})"
+            result.unmatched += service.mark_unmatched(db, app_pk, sub_id, why)
+            continue
+        result.retrieved += 1
+        result.subscriptions_written += _store_raw(db, app_pk, fetched.raw, now)
+
+
+def sync(
+    db: Session,
+    app_pk: int,
+    provider: BillingProvider,
+    now: datetime,
+    *,
+    progress: Progress | None = None,
+) -> SyncResult:
+    """One sync of one app at ``now`` (injected: the sandbox's clock in tests)."""
+    result = SyncResult()
+    state = repository.get_or_create_state(db, app_pk)
+    result.enrolled = service.enroll(db, app_pk)
+    now_epoch = service.epoch(now)
+    earliest = repository.earliest_open_session(db, app_pk)
+    started = utcnow()
+    if earliest is None and state.events_cursor is None:
+        result.mode = "none"
+    else:
+        cursor = state.events_cursor
+        if cursor is None:
+            assert earliest is not None
+            cursor = service.epoch(earliest) - 60
+        if now_epoch - cursor > EVENT_RETENTION.total_seconds():
+            result.mode = "full"
+            since = service.epoch(earliest) - 60 if earliest is not None else cursor
+            _full(db, app_pk, provider, now_epoch, since, result, progress)
+            state.events_cursor = now_epoch
+        else:
+            state.events_cursor = _events(db, app_pk, provider, cursor, result, progress)
+        unseen = repository.unseen_subscriptions(db, app_pk, MAX_RETRIEVES)
+        unexpanded = repository.watched_with_unexpanded_discounts(
+            db, app_pk, state.judged_through or started - timedelta(days=3650)
+        )
+        _retrieve(db, app_pk, provider, sorted(set(unseen) | set(unexpanded)), now_epoch, result)
+    judged = service.judge_changed(db, app_pk, now)
+    result.judged, result.changed = judged.judged, judged.changed
+    state.last_sync_at = now
+    state.last_sync_outcome = "ok"
+    state.last_sync_mode = result.mode
+    state.last_sync_requests = result.requests
+    state.last_sync_error = None
+    log.info(
+        "attribution.sync",
+        extra={"app_pk": app_pk, "mode": result.mode, "requests": result.requests},
+    )
+    return result
+
+
+def record_failure(db: Session, app_pk: int, now: datetime, message: str, requests: int) -> None:
+    """A sync that failed leaves its outcome on the data card (its own transaction)."""
+    state = repository.get_or_create_state(db, app_pk)
+    state.last_sync_at = now
+    state.last_sync_outcome = "failed"
+    state.last_sync_requests = requests
+    state.last_sync_error = message[:1000]

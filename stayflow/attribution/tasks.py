@@ -1,0 +1,93 @@
+"""Attribution jobs: a sync per app (events since the cursor), and the scheduled passes.
+
+- ``attribution.sync_all`` (hourly): one ``attribution.sync`` per app connected to Stripe.
+- ``attribution.judge_all`` (every 5 minutes): re-judge, without asking Stripe, what the
+  webhooks changed and the windows that ended.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from stayflow.attribution import service, sync
+from stayflow.attribution.models import AttributionState
+from stayflow.billing import repository as billing_repository
+from stayflow.billing import service as billing_service
+from stayflow.billing.config import billing_settings
+from stayflow.billing.models import BillingConnection
+from stayflow.billing.provider import (
+    BillingAuthenticationFailed,
+    BillingError,
+    BillingPermissionDenied,
+    BillingUnavailable,
+)
+from stayflow.crypto import Encryptor
+from stayflow.db import transaction, utcnow
+from stayflow.jobs import service as jobs
+from stayflow.jobs.registry import registry
+from stayflow.jobs.worker import JobContext, PermanentFailure, RetryLater
+from stayflow.settings import Settings
+
+log = logging.getLogger("stayflow.attribution")
+
+SYNC_EVERY_SECONDS = 3600
+JUDGE_EVERY_SECONDS = 300
+
+
+@registry.handler("attribution.sync", max_attempts=5)
+def sync_app(ctx: JobContext) -> None:
+    app_pk = ctx.job.app_pk
+    if app_pk is None:
+        raise PermanentFailure("attribution.sync needs an app")
+    settings: Settings = ctx.worker.services["settings"]
+    encryptor: Encryptor = ctx.worker.services["encryptor"]
+    conn = billing_repository.get_connection_by_app_pk(ctx.db, app_pk)
+    key = billing_service.connected_key(encryptor, conn)
+    if key is None:
+        return  # disconnected: nothing to read with
+    provider = billing_service.make_provider(
+        settings, key, timeout=billing_settings().stripe_backfill_timeout, retries=2
+    )
+    now = utcnow()
+    try:
+        sync.sync(ctx.db, app_pk, provider, now)
+    except BillingError as exc:
+        # Nothing of this job's work commits; record the failure in its own transaction.
+        factory = ctx.worker.session_factory
+        with transaction(factory) as db:
+            sync.record_failure(db, app_pk, now, exc.message, provider.calls)
+        if isinstance(exc, BillingUnavailable):
+            raise RetryLater(exc.message) from None
+        if isinstance(exc, BillingAuthenticationFailed | BillingPermissionDenied):
+            raise PermanentFailure(exc.message) from None
+        raise PermanentFailure(exc.message) from None
+
+
+@registry.handler("attribution.sync_all")
+def sync_all(ctx: JobContext) -> None:
+    bucket = int(utcnow().timestamp() // SYNC_EVERY_SECONDS)
+    for app_pk in ctx.db.scalars(
+        select(BillingConnection.app_pk).where(BillingConnection.connected_at.is_not(None))
+    ).all():
+        jobs.enqueue(
+            ctx.db,
+            "attribution.sync",
+            {},
+            app_pk=app_pk,
+            unique_key=f"attribution.sync:{app_pk}:scheduled:{bucket}",
+        )
+
+
+@registry.handler("attribution.judge_all")
+def judge_all(ctx: JobContext) -> None:
+    now = utcnow()
+    for app_pk in ctx.db.scalars(select(AttributionState.app_pk)).all():
+        service.judge_changed(ctx.db, app_pk, now)
+
+
+registry.schedule("attribution.sync_all", "attribution.sync_all", every_seconds=SYNC_EVERY_SECONDS)
+registry.schedule(
+    "attribution.judge_all", "attribution.judge_all", every_seconds=JUDGE_EVERY_SECONDS
+)
