@@ -1,5 +1,10 @@
 """Shared fixtures: each test run gets its own databases, built by Alembic.
 
+The suite runs in parallel (pytest-xdist, ``-n auto`` in pyproject.toml). Everything a test
+shares lives per worker process: session fixtures make one SQLite file under the worker's
+own temporary directory and one PostgreSQL database named after the process id, the Stripe
+sandbox, localstripe and the servers tests start listen on free ports picked at start.
+
 Database-backed tests run twice, on SQLite and on PostgreSQL (127.0.0.1:5432,
 user postgres, trust auth). Without a reachable PostgreSQL the PostgreSQL half
 is skipped with one line saying so, unless STAYFLOW_REQUIRE_POSTGRES=1 (CI),
@@ -94,7 +99,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    for line in _NOT_RUN_WITHOUT_POSTGRES:
+    lines = list(_NOT_RUN_WITHOUT_POSTGRES)
+    config = terminalreporter.config
+    xdist_controller = getattr(config, "workerinput", None) is None and bool(
+        config.getoption("numprocesses", None)
+    )
+    # Under pytest-xdist the workers collect (and leave tests out); the controller reports.
+    if xdist_controller and not lines and not _pg_ok():
+        if os.environ.get("STAYFLOW_REQUIRE_POSTGRES") != "1":
+            lines.append(
+                f"PostgreSQL not reachable at {PG_HOST}:{PG_PORT}: its tests were not run "
+                "(STAYFLOW_REQUIRE_POSTGRES=1 makes that an error)"
+            )
+    for line in lines:
         terminalreporter.write_line(line, yellow=True, bold=True)
 
 

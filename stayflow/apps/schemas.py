@@ -39,3 +39,24 @@ class ApiKeyCreate(BaseModel):
 
 class ApiKeyCreated(ApiKeyOut):
     api_key: str = Field(description="The key itself; shown only this once.")
+
+
+class AppDeleted(BaseModel):
+    app_id: str
+    deleted: bool = True
+    rows: dict[str, int] = Field(description="Rows removed, per table.")
+
+
+class SubscriberErase(BaseModel):
+    """Name the subscriber by exactly one of the two ids."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subscription_id: str | None = Field(default=None, min_length=1, max_length=255)
+    customer_id: str | None = Field(default=None, min_length=1, max_length=255)
+
+
+class SubscriberErased(BaseModel):
+    subscription_ids: list[str] = Field(description="The subscriptions whose traces were erased.")
+    customer_ids: list[str]
+    counts: dict[str, int] = Field(description="Rows erased or removed, per table.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +31,7 @@ from stayflow.db import utcnow
 from stayflow.deps import DB, CurrentApp, SettingsDep
 from stayflow.errors import BadRequest, NotFound
 
+log = logging.getLogger("stayflow.precancel")
 public_router = APIRouter(tags=["precancel"])
 admin_router = APIRouter(prefix="/api/v1", tags=["cancel sessions"])
 
@@ -127,6 +129,18 @@ async def precancel(request: Request) -> JSONResponse:
         await _writer(request).write(row)
     except service.PrecancelRejected as exc:
         allowed = info is not None and service.check_origin(info.settings, origin)
+        # The browser only falls back to the link's href: without this line a business
+        # whose origin or signature is wrong has nothing to look at.
+        log.warning(
+            "precancel.refused",
+            extra={
+                "reason": exc.error_type,
+                "detail": exc.message,
+                "app_id": info.app_id if info is not None else None,
+                "origin": origin,
+                "status": exc.status_code,
+            },
+        )
         return JSONResponse(exc.to_body(), exc.status_code, headers=_cors_headers(origin, allowed))
     base_url = request.app.state.settings.base_url
     url = f"{base_url}/c/{token}"
@@ -152,6 +166,15 @@ async def precancel_preflight(request: Request) -> Response:
         info = await _app_info(request, app_id)
         allowed = bool(origin) and info is not None and service.check_origin(info.settings, origin)
     headers = _cors_headers(origin, allowed)
+    if not allowed:
+        log.warning(
+            "precancel.preflight_refused",
+            extra={
+                "reason": "unknown_app" if info is None else "origin_not_allowed",
+                "app_id": info.app_id if info is not None else None,
+                "origin": origin,
+            },
+        )
     if allowed:
         headers.update(
             {

@@ -10,31 +10,8 @@ from typing import Any
 
 import click
 
-from stayflow.settings import ConfigError, Settings, load_settings
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings().ensure_secret_key()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def _migrate(settings: Settings) -> None:
-    from sqlalchemy.exc import OperationalError
-
-    from stayflow.db import make_engine, migrate
-
-    engine = make_engine(settings)
-    try:
-        migrate(engine)
-    except OperationalError as exc:
-        raise click.ClickException(
-            f"cannot reach the database ({engine.url.render_as_string(hide_password=True)}): "
-            f"{exc.orig}"
-        ) from exc
-    finally:
-        engine.dispose()
+from stayflow.cli.common import cli_settings, migrate_database, open_database
+from stayflow.settings import Settings
 
 
 @click.group()
@@ -54,9 +31,9 @@ def serve(host: str, port: int, no_worker: bool, workers: int) -> None:
 
     from stayflow.logs import configure_logging
 
-    settings = _settings()
+    settings = cli_settings()
     configure_logging(settings.log_level, settings.log_json)
-    _migrate(settings)
+    migrate_database(settings)
     if workers > 1:
         # Each process builds its own app from the environment.
         uvicorn.run(
@@ -90,9 +67,9 @@ def worker(concurrency: int | None) -> None:
     from stayflow.jobs.worker import Worker
     from stayflow.logs import configure_logging
 
-    settings = _settings()
+    settings = cli_settings()
     configure_logging(settings.log_level, settings.log_json)
-    _migrate(settings)
+    migrate_database(settings)
     engine = make_engine(settings)
     from stayflow.crypto import Encryptor
 
@@ -123,8 +100,8 @@ def worker(concurrency: int | None) -> None:
 @main.command()
 def migrate() -> None:
     """Apply pending database migrations."""
-    settings = _settings()
-    _migrate(settings)
+    settings = cli_settings()
+    migrate_database(settings)
     click.echo(f"database at the newest migration ({_describe_db(settings)})")
 
 
@@ -147,15 +124,21 @@ def apps() -> None:
 @apps.command("create")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def apps_create(name: str, as_json: bool) -> None:
+@click.option(
+    "--env",
+    "as_env",
+    is_flag=True,
+    help="Print APP_ID=, APP_SECRET= and API_KEY= lines for a shell to source.",
+)
+def apps_create(name: str, as_json: bool, as_env: bool) -> None:
     """Create an app; prints its id, its secret and an admin API key (shown once)."""
     from stayflow.apps import service
     from stayflow.crypto import Encryptor
     from stayflow.db import make_engine, make_session_factory, transaction
     from stayflow.errors import StayflowError
 
-    settings = _settings()
-    _migrate(settings)
+    settings = cli_settings()
+    migrate_database(settings)
     engine = make_engine(settings)
     try:
         with transaction(make_session_factory(engine)) as db:
@@ -172,6 +155,12 @@ def apps_create(name: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(out))
         return
+    if as_env:
+        import shlex
+
+        for key in ("app_id", "app_secret", "api_key"):
+            click.echo(f"{key.upper()}={shlex.quote(out[key])}")
+        return
     click.echo(f"app_id:     {out['app_id']}")
     click.echo(f"app_secret: {out['app_secret']}")
     click.echo(f"api_key:    {out['api_key']}")
@@ -184,13 +173,89 @@ def apps_list() -> None:
     from stayflow.apps import repository
     from stayflow.db import make_engine, make_session_factory
 
-    settings = _settings()
-    _migrate(settings)
+    settings = cli_settings()
+    migrate_database(settings)
     engine = make_engine(settings)
     with make_session_factory(engine)() as db:
         for app in repository.list_apps(db):
             click.echo(f"{app.app_id}\t{app.name}\t{app.created_at.isoformat()}")
     engine.dispose()
+
+
+def _open_db() -> tuple[Any, Any, Any]:
+    """(settings, engine, session factory), after migrating."""
+    settings = cli_settings()
+    engine, factory = open_database(settings)
+    return settings, engine, factory
+
+
+@apps.command("delete")
+@click.argument("app_id")
+@click.option("--yes", is_flag=True, help="Do not ask; delete at once.")
+def apps_delete(app_id: str, yes: bool) -> None:
+    """Delete an app and everything it owns (keys, Stripe connection, flows, sessions, ...)."""
+    from stayflow.apps import erase, repository
+    from stayflow.crypto import Encryptor
+    from stayflow.db import transaction
+    from stayflow.errors import StayflowError
+
+    settings, engine, factory = _open_db()
+    try:
+        with transaction(factory) as db:
+            app = repository.get_app_by_public_id(db, app_id)
+            if app is None:
+                raise click.ClickException(f"no app {app_id!r}")
+            confirm = app_id
+            if not yes:
+                confirm = click.prompt(
+                    f"This deletes {app.name!r} ({app_id}) and all its data. Type its app id",
+                    default="",
+                    show_default=False,
+                )
+            rows = erase.delete_app(
+                db, app, settings, Encryptor(settings.secret_key), confirm=confirm
+            )
+    except StayflowError as exc:
+        raise click.ClickException(f"{exc.message}; nothing was deleted") from exc
+    finally:
+        engine.dispose()
+    click.echo(json.dumps({"app_id": app_id, "deleted": True, "rows": rows}))
+
+
+@apps.command("erase-subscriber")
+@click.argument("app_id")
+@click.option("--subscription", "subscription_id", default=None, help="Stripe subscription id.")
+@click.option("--customer", "customer_id", default=None, help="Stripe customer id.")
+def apps_erase_subscriber(
+    app_id: str, subscription_id: str | None, customer_id: str | None
+) -> None:
+    """Erase one subscriber's personal data, keeping anonymous counts."""
+    from stayflow.apps import erase, repository
+    from stayflow.db import transaction
+    from stayflow.errors import StayflowError
+
+    _, engine, factory = _open_db()
+    try:
+        with transaction(factory) as db:
+            app = repository.get_app_by_public_id(db, app_id)
+            if app is None:
+                raise click.ClickException(f"no app {app_id!r}")
+            done = erase.erase_subscriber(
+                db, app, subscription_id=subscription_id, customer_id=customer_id
+            )
+    except StayflowError as exc:
+        raise click.ClickException(f"{exc.message}; nothing was erased") from exc
+    finally:
+        engine.dispose()
+    click.echo(
+        json.dumps(
+            {
+                "subscription_ids": done.subscription_ids,
+                "customer_ids": done.customer_ids,
+                "counts": done.counts,
+            }
+        )
+    )
 
 
 def _add_domain_commands() -> None:

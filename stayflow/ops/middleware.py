@@ -54,7 +54,8 @@ class RequestContextMiddleware:
         except Exception:
             # Answer here rather than in Starlette's outermost handler, so that the
             # response still carries the request id the log line is filed under.
-            log.exception("http.unhandled", extra={"path": scope["path"]})
+            # The template, not the path: /c/{token} paths carry a subscriber's token.
+            log.exception("http.unhandled", extra={"path": route_template(scope)})
             if "started" in status_holder:
                 raise
             await send_wrapper(
@@ -67,5 +68,17 @@ class RequestContextMiddleware:
             await send({"type": "http.response.body", "body": _INTERNAL_ERROR})
         finally:
             status = status_holder["status"]
-            self.metrics.observe(scope["method"], route_template(scope), status, started)
+            template = route_template(scope)
+            self.metrics.observe(scope["method"], template, status, started)
+            # One access line per request, under its request id. The route template, never
+            # the path or query: page paths carry tokens, and queries what a client sent.
+            log.info(
+                "http.request",
+                extra={
+                    "method": scope["method"],
+                    "path": template,
+                    "status": status,
+                    "ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
             request_id_var.reset(token)

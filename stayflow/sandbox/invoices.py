@@ -295,7 +295,7 @@ def create_invoice(
     return invoice
 
 
-def _apply_balance(em: Emulator, invoice: Obj) -> None:
+def _apply_balance(em: Emulator, ctx: Ctx, invoice: Obj) -> None:
     """Stripe applies the customer's balance when an invoice is finalized: credit (negative)
     lowers ``amount_due``, a net credit invoice adds to it, and what the invoice consumed is
     recorded so a void can give it back."""
@@ -309,12 +309,16 @@ def _apply_balance(em: Emulator, invoice: Obj) -> None:
     invoice["_ending_balance"] = ending
     invoice["amount_due"] = max(0, total + balance)
     invoice["amount_remaining"] = invoice["amount_due"]
-    customer["balance"] = ending
+    if ending != balance:
+        before = em.render("customers", customer)
+        customer["balance"] = ending
+        after = em.render("customers", customer)
+        em.emit(ctx, "customer.updated", after, diff(before, after))
 
 
 def finalize(em: Emulator, ctx: Ctx, invoice: Obj) -> None:
     now = em.now()
-    _apply_balance(em, invoice)
+    _apply_balance(em, ctx, invoice)
     invoice["status"] = "open"
     invoice["number"] = invoice["_number"]
     invoice["effective_at"] = now

@@ -17,7 +17,7 @@ from typing import Any
 from stayflow.sandbox import lifecycle
 from stayflow.sandbox import subscriptions as subs
 from stayflow.sandbox.common import EXPAND
-from stayflow.sandbox.emulator import Ctx, Emulator
+from stayflow.sandbox.emulator import Ctx, Emulator, State
 from stayflow.sandbox.errors import StripeError, invalid, missing_param
 from stayflow.sandbox.params import Emptyable, Enum, ListOf, Params
 from stayflow.sandbox.store import Obj
@@ -54,13 +54,19 @@ _UPDATE_KEYS = (
 
 
 def create_preview(em: Emulator, ctx: Ctx, p: Params) -> Obj:
-    saved = pickle.dumps(em.state, protocol=pickle.HIGHEST_PROTOCOL)
+    live = em.state
+    saved = pickle.dumps(live, protocol=pickle.HIGHEST_PROTOCOL)
     scratch = Ctx(request_id=ctx.request_id, automatic=ctx.automatic)
     try:
         invoice = _simulate(em, scratch, p)
         return _as_preview(em.render("invoices", invoice))
     finally:
-        em.state = pickle.loads(saved)  # noqa: S301 - our own bytes, from just above
+        restored: State = pickle.loads(saved)  # noqa: S301 - our own bytes, from just above
+        # The request machinery holds these (this request's Idempotency-Key record, webhook
+        # deliveries): keep the live ones, not copies.
+        restored.idempotency = live.idempotency
+        restored.deliveries = live.deliveries
+        em.state = restored
 
 
 def _simulate(em: Emulator, ctx: Ctx, p: Params) -> Obj:

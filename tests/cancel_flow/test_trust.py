@@ -241,7 +241,9 @@ def test_the_expiry_is_a_per_app_setting(client, owner):
 
 
 @pytest.mark.parametrize(
-    "shape", [str.upper, lambda h: f"  {h}  ", lambda h: f"\t{h.upper()}\n"], ids=str
+    "shape",
+    [str.upper, lambda h: f"  {h}  ", lambda h: f"\t{h.upper()}\n"],
+    ids=["upper", "spaces", "tab-newline-upper"],
 )
 def test_auth_hash_in_upper_case_or_padded_is_accepted(client, owner, shape):
     configure(client, owner)

@@ -71,6 +71,11 @@ def test_delete_customer_discount(
     sub = stripe_client.v1.subscriptions.create(
         {"customer": customer.id, "items": [{"price": make_price(2000).id}]}
     )
+    expanded = stripe_client.v1.customers.retrieve(
+        customer.id, {"expand": ["discount.source.coupon"]}
+    )
+    assert expanded.discount is not None
+    assert expanded.discount.source.coupon.percent_off == 10  # type: ignore[union-attr]
     removed = stripe_client.v1.customers.delete_discount(customer.id)
     assert removed.deleted is True and removed.source.coupon == coupon.id
     assert stripe_client.v1.customers.retrieve(customer.id).discount is None

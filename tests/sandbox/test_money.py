@@ -70,6 +70,34 @@ def test_discount_is_folded_into_prorations(run_on_stripe: Run) -> None:
     assert seen["total"] == 1239 and seen["amount_paid"] == 1239
 
 
+def test_amount_off_discount_is_folded_into_prorations(run_on_stripe: Run) -> None:
+    """The same rule with a fixed-amount coupon (500 off, forever): the prorations are of the
+    discounted period amounts, -round(1500 * 16/31) = -774 and +round(4500 * 16/31) = +2323
+    (the sandbox's reading of "discounts ... reflected in the proration amount"; the run
+    against Stripe checks it)."""
+
+    def scenario(t: Target) -> dict[str, Any]:
+        start = _start(t)
+        customer = t.paying_customer()
+        low, high = t.price(2000), t.price(5000)
+        coupon = t.client.v1.coupons.create(
+            {"amount_off": 500, "currency": "usd", "duration": "forever"}
+        )
+        sub = _sub(t, customer.id, low.id, discounts=[{"coupon": coupon.id}])
+        t.advance(start + 15 * DAY)
+        changed = t.client.v1.subscriptions.update(
+            sub.id,
+            {
+                "items": [{"id": sub["items"].data[0].id, "price": high.id}],
+                "proration_behavior": "always_invoice",
+            },
+        )
+        invoice = t.client.v1.invoices.retrieve(str(changed.latest_invoice))
+        return {"lines": _lines(invoice), "total": invoice.total}
+
+    assert run_on_stripe(scenario) == {"lines": [-774, 2323], "total": 1549}
+
+
 def test_void_gives_back_the_balance_it_consumed(run_on_stripe: Run) -> None:
     """Stripe: voiding an invoice returns the customer balance it applied (a balance transaction
     of type unapplied_from_invoice). A 5000 -> 2000 downgrade on day 15 with always_invoice

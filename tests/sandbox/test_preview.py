@@ -122,3 +122,21 @@ def test_preview_of_a_new_subscription_and_errors(
     with pytest.raises(stripe.InvalidRequestError) as bare:
         stripe_client.v1.invoices.create_preview({})
     assert bare.value.param == "customer"
+
+
+def test_preview_with_an_idempotency_key_can_be_replayed(
+    stripe_client: stripe.StripeClient,
+    make_paying_customer: Callable[..., stripe.Customer],
+    make_price: Callable[..., stripe.Price],
+) -> None:
+    """The preview puts the account back, but not the request's own Idempotency-Key record:
+    the same key replays the stored answer instead of answering 409 forever."""
+    customer = make_paying_customer()
+    params: Any = {
+        "customer": customer.id,
+        "subscription_details": {"items": [{"price": make_price(2000).id}]},
+    }
+    options: Any = {"idempotency_key": "preview-1"}
+    first = stripe_client.v1.invoices.create_preview(params, options)
+    again = stripe_client.v1.invoices.create_preview(params, options)
+    assert again.id == first.id and again.total == 2000

@@ -1,7 +1,7 @@
 """cancel sessions: signed fields, and return URLs that may be left to stayflow's result page
 
 Revision ID: 0005_precancel
-Revises: 0006_webhooks
+Revises: 0007_attribution
 Create Date: 2026-12-01 05:30:00
 """
 
@@ -15,7 +15,7 @@ from sqlalchemy import Text
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0005_precancel"
-down_revision: str | None = "0006_webhooks"
+down_revision: str | None = "0007_attribution"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
