@@ -63,6 +63,8 @@ def _cors_headers(origin: str | None, allowed: bool) -> dict[str, str]:
     headers = {"Vary": "Origin"}
     if origin and allowed:
         headers["Access-Control-Allow-Origin"] = origin
+        # Brightback's script posts with credentials; the origin is echoed, never "*".
+        headers["Access-Control-Allow-Credentials"] = "true"
     return headers
 
 
@@ -97,10 +99,11 @@ def _writer(request: Request) -> SessionWriter:
     summary="Start a cancel session (called by the snippet)",
     response_model=PrecancelOk,
     responses={
-        400: {"model": PrecancelError},
-        401: {"model": PrecancelError},
-        403: {"model": PrecancelError},
-        404: {"model": PrecancelError},
+        400: {
+            "model": PrecancelError,
+            "description": "Refused: bad input, signature, origin or redirect (error.type).",
+        },
+        404: {"model": PrecancelError, "description": "Unknown app_id."},
     },
     openapi_extra=_PRECANCEL_BODY,
 )
@@ -140,16 +143,28 @@ async def precancel(request: Request) -> JSONResponse:
         )
         return JSONResponse(exc.to_body(), exc.status_code, headers=_cors_headers(origin, allowed))
     base_url = request.app.state.settings.base_url
-    payload = {"valid": True, "url": f"{base_url}/c/{token}", "session_id": row["session_id"]}
+    url = f"{base_url}/c/{token}"
+    payload = {"valid": True, "url": url, "message": url, "session_id": row["session_id"]}
     return JSONResponse(payload, headers=_cors_headers(origin, origin is not None))
 
 
 @public_router.options("/precancel", include_in_schema=False)
 async def precancel_preflight(request: Request) -> Response:
-    """CORS preflight: allowed only for the origins of the app named by ``?app_id=``."""
+    """CORS preflight.
+
+    With ``?app_id=`` (our snippet): allowed for that app's origins only. Without it
+    (Brightback's script, whose app_id is only in the JSON body): allowed for the asking
+    origin, because the preflight cannot know the app; the POST then checks the origin
+    against the app named in its body and answers without CORS headers when it is not
+    allowed, so the browser never hands the answer to the page.
+    """
     origin = request.headers.get("origin")
-    info = await _app_info(request, request.query_params.get("app_id"))
-    allowed = bool(origin) and info is not None and service.check_origin(info.settings, origin)
+    app_id = request.query_params.get("app_id")
+    if app_id is None:
+        allowed = bool(origin)
+    else:
+        info = await _app_info(request, app_id)
+        allowed = bool(origin) and info is not None and service.check_origin(info.settings, origin)
     headers = _cors_headers(origin, allowed)
     if not allowed:
         log.warning(
@@ -168,6 +183,7 @@ async def precancel_preflight(request: Request) -> Response:
                 "Access-Control-Max-Age": "600",
             }
         )
+        headers["Vary"] = "Origin, Access-Control-Request-Headers"
     return Response(status_code=204, headers=headers)
 
 
@@ -185,6 +201,33 @@ def _snippet(base_url: str) -> str:
     responses={200: {"content": {"application/javascript": {}}}},
 )
 def snippet(settings: SettingsDep) -> Response:
+    return _snippet_response(settings)
+
+
+@public_router.get(
+    "/js/current/brightback.js",
+    summary="The snippet at Brightback's path, so moving over changes only the host",
+    response_class=Response,
+    responses={200: {"content": {"application/javascript": {}}}},
+)
+def snippet_brightback_path(settings: SettingsDep) -> Response:
+    return _snippet_response(settings)
+
+
+@public_router.get(
+    "/js/current/",
+    summary="The snippet at Brightback's other path (?compiled=true or not)",
+    response_class=Response,
+    responses={200: {"content": {"application/javascript": {}}}},
+)
+def snippet_brightback_dir(
+    settings: SettingsDep,
+    compiled: str | None = Query(None, max_length=10, description="Accepted and ignored."),
+) -> Response:
+    return _snippet_response(settings)
+
+
+def _snippet_response(settings: Any) -> Response:
     return Response(
         _snippet(settings.base_url),
         media_type="application/javascript; charset=utf-8",

@@ -34,13 +34,16 @@ class CancelSession(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     subscription_id: Mapped[str] = mapped_column(String(255))
     signed: Mapped[bool] = mapped_column(default=True)
-    # What the snippet sent, minus auth_hash.
+    # What the snippet sent, minus auth_hash and signed_fields: unsigned, the subscriber's.
     request_fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # What a valid signed_fields token vouched for (nested), under ``signed.*`` in rules.
+    signed_fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # What the enricher added (dotted keys), at the first view.
     enriched_fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
     locale: Mapped[str | None] = mapped_column(String(35), default=None)
-    save_return_url: Mapped[str] = mapped_column(String(2048))
-    cancel_confirmation_url: Mapped[str] = mapped_column(String(2048))
+    # From the request, else the app's default; None: the flow ends on stayflow's result page.
+    save_return_url: Mapped[str | None] = mapped_column(String(2048), default=None)
+    cancel_confirmation_url: Mapped[str | None] = mapped_column(String(2048), default=None)
     experience_id: Mapped[str | None] = mapped_column(String(100), default=None)
     experiment_id: Mapped[str | None] = mapped_column(String(100), default=None)
     variant_id: Mapped[str | None] = mapped_column(String(100), default=None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from stayflow.apps.models import App
 from stayflow.cancel_sessions import events as session_events
-from stayflow.cancel_sessions import repository
+from stayflow.cancel_sessions import repository, trust
 from stayflow.cancel_sessions.appcache import AppInfo
 from stayflow.cancel_sessions.enrichment import Enricher, safe_enrich
 from stayflow.cancel_sessions.models import (
@@ -34,6 +35,7 @@ from stayflow.cancel_sessions.models import (
 from stayflow.cancel_sessions.randomness import random_bytes
 from stayflow.cancel_sessions.schemas import PrecancelRequest
 from stayflow.cancel_sessions.settings import CancelFlowSettings
+from stayflow.cancel_sessions.settings import read as read_settings
 from stayflow.errors import BadRequest, Conflict, NotFound, StayflowError
 from stayflow.flows import service as flows_service
 from stayflow.flows.assignment import FlowSnapshot, choose, offers_for_reason
@@ -43,6 +45,7 @@ from stayflow.offers.schemas import BILLING_OFFER_TYPES
 APPLY_OFFER_JOB = "billing.apply_offer"
 CANCEL_SUBSCRIPTION_JOB = "billing.cancel_subscription"
 TOKEN_BYTES = 24  # 192 bits
+_OFFER_URL = re.compile(r"^offer_([1-9][0-9]?)_url$")
 MAX_COMMENT = 2000
 
 
@@ -50,13 +53,14 @@ MAX_COMMENT = 2000
 
 
 class PrecancelRejected(StayflowError):
-    """Precancel answers ``{"valid": false, "error": {...}}`` so the snippet can fall back."""
+    """Precancel answers ``{"valid": false, "message", "error": {...}}`` so the snippet can
+    fall back; 400 for every refusal but an unknown app (404), as Brightback's clients expect."""
 
     status_code = 400
     error_type = "invalid_request"
 
     def to_body(self) -> dict[str, Any]:
-        return {"valid": False, **super().to_body()}
+        return {"valid": False, "message": self.message, **super().to_body()}
 
 
 class UnknownApp(PrecancelRejected):
@@ -65,12 +69,10 @@ class UnknownApp(PrecancelRejected):
 
 
 class BadSignature(PrecancelRejected):
-    status_code = 401
     error_type = "invalid_signature"
 
 
 class OriginNotAllowed(PrecancelRejected):
-    status_code = 403
     error_type = "origin_not_allowed"
 
 
@@ -108,13 +110,8 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def expected_auth_hash(app_secret: str, subscription_id: str) -> str:
-    return hmac.new(app_secret.encode(), subscription_id.encode(), hashlib.sha256).hexdigest()
-
-
-def signature_valid(app_secret: str, subscription_id: str, auth_hash: str) -> bool:
-    expected = expected_auth_hash(app_secret, subscription_id)
-    return hmac.compare_digest(expected.encode(), auth_hash.strip().lower().encode())
+expected_auth_hash = trust.expected_auth_hash
+signature_valid = trust.auth_hash_valid
 
 
 def csrf_token(secret_key: str, cs: CancelSession) -> str:
@@ -150,19 +147,40 @@ def prepare_session(
     settings = app.settings
     if not check_origin(settings, origin):
         raise OriginNotAllowed("this origin is not in the app's allowed origins")
+    signed_fields: dict[str, Any] = {}
+    if request.signed_fields:
+        try:
+            signed_fields = trust.verify_signed_fields(
+                app.secret,
+                request.signed_fields,
+                request.subscription_id,
+                int(now.timestamp()),
+                settings.signed_fields_max_age_seconds,
+            )
+        except trust.SignedFieldsInvalid as exc:
+            raise BadSignature(str(exc)) from exc
     if request.auth_hash:
         if not signature_valid(app.secret, request.subscription_id, request.auth_hash):
             raise BadSignature("auth_hash does not match subscription_id")
         signed = True
+    elif request.signed_fields:
+        signed = True  # the token names the subscription id too
     elif settings.allow_unsigned_precancel:
         signed = False
     else:
         raise BadSignature("auth_hash is required: HMAC-SHA256 of subscription_id, hex")
+    urls: dict[str, str | None] = {}
     for name in ("save_return_url", "cancel_confirmation_url"):
-        if not settings.redirect_allowed(getattr(request, name)):
+        given = getattr(request, name)
+        if given is not None and not settings.redirect_allowed(given):
+            raise RedirectNotAllowed(f"{name} is not on the app's allowed redirect domains")
+        # The request's URL, else the app's default, else None: stayflow's result page.
+        urls[name] = given or getattr(settings, name)
+    for name, url in offer_return_urls(request.model_extra or {}, request.custom).items():
+        if not isinstance(url, str) or not settings.redirect_allowed(url):
             raise RedirectNotAllowed(f"{name} is not on the app's allowed redirect domains")
     # The body's size is capped before parsing, which bounds the stored fields too.
-    fields = request.model_dump(exclude={"auth_hash"}, exclude_none=True)
+    fields = request.model_dump(exclude={"auth_hash", "signed_fields"}, exclude_none=True)
     # One read of the OS's randomness for both: the page token and the public id.
     random = random_bytes(TOKEN_BYTES + 12)
     token = base64.urlsafe_b64encode(random[:TOKEN_BYTES]).rstrip(b"=").decode()
@@ -173,10 +191,11 @@ def prepare_session(
         "subscription_id": request.subscription_id,
         "signed": signed,
         "request_fields": fields,
+        "signed_fields": signed_fields,
         "enriched_fields": {},
         "locale": request.locale,
-        "save_return_url": request.save_return_url,
-        "cancel_confirmation_url": request.cancel_confirmation_url,
+        "save_return_url": urls["save_return_url"],
+        "cancel_confirmation_url": urls["cancel_confirmation_url"],
         "flow": {},
         "offers_shown": [],
         "created_at": now,
@@ -184,6 +203,53 @@ def prepare_session(
         "abandon_at": now + timedelta(minutes=settings.abandon_after_minutes),
     }
     return row, token
+
+
+def offer_return_urls(top: Mapping[str, Any], custom: Mapping[str, Any]) -> dict[str, Any]:
+    """Brightback's per-offer return URLs: ``offer_accept_url`` and ``offer_<n>_url``, at the
+    top level or under ``custom`` (the top level wins)."""
+    found: dict[str, Any] = {}
+    for source in (custom, top):
+        for key, value in source.items():
+            if key == "offer_accept_url" or _OFFER_URL.match(key):
+                found[key] = value
+    return found
+
+
+ALL_SUBSCRIPTIONS_FLAGS = {
+    "pause": "pause_all_subscriptions",
+    "extension": "extend_all_subscriptions",
+}
+
+
+def all_subscriptions_asked(cs: CancelSession, offer_type: str, allow_unsigned: bool) -> bool:
+    """Brightback's pause_all_subscriptions / extend_all_subscriptions for this offer's type.
+
+    They widen what an offer gives, so they count only when the business signed them
+    (``signed_fields``), or, from the unsigned request, when the app lets unsigned fields
+    steer offers (``allow_unsigned_targeting``).
+    """
+    flag = ALL_SUBSCRIPTIONS_FLAGS.get(offer_type)
+    if flag is None:
+        return False
+    sources: list[Any] = [cs.signed_fields or {}]
+    if allow_unsigned:
+        sources += [cs.request_fields, cs.request_fields.get("custom")]
+    return any(isinstance(src, Mapping) and _truthy(src.get(flag)) for src in sources)
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def offers_eligible(request_fields: Mapping[str, Any]) -> bool:
+    """False when the request says ``offer_eligible: false`` (top level or under custom)."""
+    custom = request_fields.get("custom")
+    for source in (request_fields, custom if isinstance(custom, Mapping) else {}):
+        value = source.get("offer_eligible")
+        if value is False or (isinstance(value, str) and value.strip().lower() == "false"):
+            return False
+    return True
 
 
 # --- the page's state ---------------------------------------------------------
@@ -204,9 +270,17 @@ def app_of(db: Session, cs: CancelSession) -> App:
     return app
 
 
-def session_fields(cs: CancelSession) -> dict[str, Any]:
-    """What audience rules see: request fields, then enriched (dotted) fields."""
-    return {**cs.enriched_fields, **cs.request_fields}
+def session_fields(cs: CancelSession, *, allow_unsigned: bool = False) -> dict[str, Any]:
+    """What audience rules see: Stripe's fields, ``signed.*``, and (opt-in) request fields.
+
+    Request fields never shadow or extend Stripe's (see ``trust``).
+    """
+    return trust.rule_fields(
+        cs.request_fields,
+        cs.enriched_fields,
+        cs.signed_fields or {},
+        allow_unsigned=allow_unsigned,
+    )
 
 
 def snapshot(cs: CancelSession) -> FlowSnapshot:
@@ -221,9 +295,17 @@ def ensure_assigned(
         return snapshot(cs)
     cs.enriched_fields = safe_enrich(enricher, db, cs)
     doc = flows_service.document_for_app_pk(db, cs.app_pk)
+    allow_unsigned = read_settings(app).allow_unsigned_targeting
     snap = choose(
-        doc, session_fields(cs), app_id=app.app_id, subscription_id=cs.subscription_id, now=now
+        doc,
+        session_fields(cs, allow_unsigned=allow_unsigned),
+        app_id=app.app_id,
+        subscription_id=cs.subscription_id,
+        now=now,
     )
+    if not offers_eligible(cs.request_fields):
+        # The business says this subscriber gets no offers (Brightback's offer_eligible).
+        snap = snap.model_copy(update={"offers": []})
     cs.flow = snap.model_dump(mode="json", exclude_none=True)
     cs.experience_id = snap.experience.id
     cs.experiment_id = snap.experiment_id
@@ -283,17 +365,28 @@ def record_reason(
 @dataclass(frozen=True)
 class ActionResult:
     outcome: str
-    redirect_url: str
+    # None: no URL from the request or the app; the flow ends on stayflow's result page.
+    redirect_url: str | None
     replayed: bool = False
 
 
-def destination(cs: CancelSession, snap: FlowSnapshot) -> str:
+def destination(cs: CancelSession, snap: FlowSnapshot) -> str | None:
+    """Where the subscriber goes after the outcome; None: stayflow's own result page."""
     if cs.outcome == CANCELED:
         return cs.cancel_confirmation_url
     if cs.outcome == REDIRECTED:
         offer = next((o for o in snap.offers if o.id == cs.offer_accepted_id), None)
         if offer is not None and offer.type == "redirect":
             return offer.url
+    if cs.outcome == SAVED and cs.offer_accepted_id is not None:
+        custom = cs.request_fields.get("custom")
+        urls = offer_return_urls(cs.request_fields, custom if isinstance(custom, Mapping) else {})
+        if urls:
+            order = snap.experience.offers
+            number = order.index(cs.offer_accepted_id) + 1 if cs.offer_accepted_id in order else 0
+            chosen = urls.get(f"offer_{number}_url") or urls.get("offer_accept_url")
+            if isinstance(chosen, str) and chosen:
+                return chosen
     return cs.save_return_url
 
 
@@ -344,6 +437,9 @@ def accept_offer(
                 "subscription_id": cs.subscription_id,
                 "offer_id": offer.id,
                 "offer": offer.model_dump(mode="json", exclude={"translations"}),
+                "all_subscriptions": all_subscriptions_asked(
+                    cs, offer.type, read_settings(app_of(db, cs)).allow_unsigned_targeting
+                ),
             },
             app_pk=cs.app_pk,
             unique_key=f"{APPLY_OFFER_JOB}:{cs.session_id}",
@@ -427,23 +523,6 @@ def mark_abandoned(db: Session, now: datetime, batch: int = 1000) -> int:
 
 
 def merge_context(cs: CancelSession) -> dict[str, Any]:
-    """Merge-field values: request fields, with enriched dotted keys unflattened beneath them."""
-    context: dict[str, Any] = {}
-    for key, value in cs.enriched_fields.items():
-        _set_path(context, key.split("."), value)
-    for key, value in cs.request_fields.items():
-        if isinstance(value, Mapping) and isinstance(context.get(key), dict):
-            context[key] = {**context[key], **value}
-        else:
-            context[key] = value
-    return context
-
-
-def _set_path(target: dict[str, Any], parts: list[str], value: Any) -> None:
-    for part in parts[:-1]:
-        nxt = target.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            target[part] = nxt
-        target = nxt
-    target[parts[-1]] = value
+    """Merge-field values for copy: request fields (unsigned is fine for copy), signed fields
+    over them, and Stripe's fields, which the request can never set, shadow or extend."""
+    return trust.copy_context(cs.request_fields, cs.enriched_fields, cs.signed_fields or {})

@@ -33,6 +33,30 @@ class CancelFlowSettings(BaseModel):
         description="Accept precancel requests without auth_hash (Brightback-style). "
         "Anyone who knows a subscription id could then open its cancel page.",
     )
+    allow_unsigned_targeting: bool = Field(
+        default=False,
+        description="Let audience rules read request fields the business did not sign (the "
+        "subscriber can change those, and so choose their own offers). Saving such rules is "
+        "refused without this, and answered with a warning with it.",
+    )
+    signed_fields_max_age_seconds: int = Field(
+        default=600,
+        ge=30,
+        le=24 * 60 * 60,
+        description="How long a signed_fields token is accepted after its timestamp.",
+    )
+    save_return_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Where a saved subscriber goes when the request names no save_return_url. "
+        "Neither: stayflow's own result page.",
+    )
+    cancel_confirmation_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Where a cancelled subscriber goes when the request names no "
+        "cancel_confirmation_url. Neither: stayflow's own result page.",
+    )
     reason_required: bool = Field(
         default=True, description="Whether a subscriber must pick a reason before cancelling."
     )
@@ -95,6 +119,18 @@ class CancelFlowSettings(BaseModel):
             cleaned.append(host)
         return sorted(set(cleaned))
 
+    @field_validator("save_return_url", "cancel_confirmation_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+            raise ValueError(f"{value!r} is not an absolute http(s) URL")
+        if parts.scheme == "http" and parts.hostname not in LOCAL_HOSTS:
+            raise ValueError(f"{value!r}: only localhost may use http; use https")
+        return value.strip()
+
     def redirect_allowed(self, url: str) -> bool:
         """Is ``url`` an absolute http(s) URL on an allowed host? (no open redirects)"""
         try:
@@ -122,6 +158,10 @@ class CancelFlowSettingsPatch(BaseModel):
     allowed_origins: list[str] | None = None
     allowed_redirect_domains: list[str] | None = None
     allow_unsigned_precancel: bool | None = None
+    allow_unsigned_targeting: bool | None = None
+    signed_fields_max_age_seconds: int | None = None
+    save_return_url: str | None = None
+    cancel_confirmation_url: str | None = None
     reason_required: bool | None = None
     session_expiry_minutes: int | None = None
     abandon_after_minutes: int | None = None

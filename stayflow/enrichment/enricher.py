@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from stayflow.cancel_sessions.trust import mapping_sources
 from stayflow.crypto import Encryptor
 from stayflow.enrichment import service
 from stayflow.settings import Settings
@@ -48,7 +49,10 @@ class StripeEnricher:
             cancel_session.subscription_id,
             self.settings,
             self.encryptor,
-            request_fields=cancel_session.request_fields,
+            # Never a request value under a Stripe path (cancel_sessions.trust).
+            request_fields=mapping_sources(
+                cancel_session.request_fields, cancel_session.signed_fields or {}
+            ),
             prefetched=self._take(cancel_session.app_pk, cancel_session.subscription_id),
         )
 

@@ -96,6 +96,8 @@ def apply(file: str, app_id: str, yes: bool, dry_run: bool) -> None:
                 )
             except StayflowError as exc:
                 raise click.ClickException(f"{file}: {exc.message}") from exc
+        for warning in preview.warnings:
+            click.secho(f"warning: {warning}", fg="yellow", err=True)
         if not preview.changed:
             click.echo(
                 f"no changes: the app's flows already match {file} (version {preview.version})"

@@ -20,7 +20,11 @@ Kind = Literal["reasons", "offers", "audiences", "experiences", "experiments"]
 
 def _applied(result: service.Applied) -> FlowsApplied:
     return FlowsApplied(
-        version=result.version, flows=result.document, changed=result.changed, diff=result.diff
+        version=result.version,
+        flows=result.document,
+        changed=result.changed,
+        diff=result.diff,
+        warnings=list(result.warnings),
     )
 
 

@@ -2,9 +2,11 @@
 
 A rule is a condition ``{field, op, value}`` or a combination ``{all: [...]}``,
 ``{any: [...]}``, ``{not: rule}``, nested freely. ``field`` is a dotted path
-into the session's fields: the snippet's request fields (``email``,
-``custom.seats``, ``account.internal_id``) and the enriched fields
-(``subscription.plan.interval``). A missing field never matches, except with
+into the session's fields: the fields from Stripe (``subscription.plan.interval``,
+``customer.email``, mapped fields), the fields the business signed
+(``signed.custom.seats``) and, only when the app opts in to unsigned targeting, the
+snippet's request fields (``email``, ``custom.seats``), which the subscriber can change
+(see ``cancel_sessions.trust``). A missing field never matches, except with
 ``not_equals``, ``exists: false`` and ``not``.
 
 Dates (``before``, ``after``, and ``greater``/``less``/``between`` when both
@@ -237,6 +239,19 @@ def evaluate(
     if isinstance(rule, AnyOf):
         return any(evaluate(r, fields, now, depth + 1) for r in rule.any)
     return not evaluate(rule.not_, fields, now, depth + 1)
+
+
+def fields_read(rule: Rule) -> list[str]:
+    """Every field path the rule reads, in order, once each."""
+    if isinstance(rule, Condition):
+        return [rule.field]
+    children = rule.all if isinstance(rule, AllOf) else rule.any if isinstance(rule, AnyOf) else []
+    if isinstance(rule, Not):
+        children = [rule.not_]
+    found: list[str] = []
+    for child in children:
+        found += [path for path in fields_read(child) if path not in found]
+    return found
 
 
 def rule_depth(rule: Rule) -> int:

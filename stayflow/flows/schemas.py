@@ -229,6 +229,11 @@ class FlowsOut(BaseModel):
 class FlowsApplied(FlowsOut):
     changed: bool
     diff: str = Field(description="A unified diff of the document in YAML, old to new.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Accepted but risky: audiences reading unsigned request fields (allowed "
+        "only with the app's allow_unsigned_targeting).",
+    )
 
 
 class ResolveRequest(_Strict):

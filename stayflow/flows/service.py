@@ -15,6 +15,7 @@ from stayflow.db import insert_ignoring_conflicts, utcnow
 from stayflow.errors import BadRequest, Conflict, NotFound
 from stayflow.flows import fileformat, repository
 from stayflow.flows.models import FlowConfig
+from stayflow.flows.rules import fields_read
 from stayflow.flows.schemas import KINDS, FlowsDocument
 
 
@@ -30,12 +31,17 @@ class FlowItemInUse(Conflict):
     pass
 
 
+class UnsignedTargeting(InvalidFlows):
+    error_type = "unsigned_targeting"
+
+
 @dataclass(frozen=True)
 class Applied:
     document: dict[str, Any]
     version: int
     changed: bool
     diff: str
+    warnings: tuple[str, ...] = ()
 
 
 def describe_validation_error(exc: ValidationError) -> tuple[str, list[dict[str, Any]]]:
@@ -86,7 +92,10 @@ def _locked_config(db: Session, app: App) -> FlowConfig:
 # Top-level keys of a flows file that other domains keep in their own tables, by the module
 # that handles them (``validate(value)``, ``current(db, app_pk)``, ``replace(db, app_pk, value)``).
 # A file without the key leaves that part alone.
-SECTION_MODULES: dict[str, str] = {"fields": "stayflow.enrichment.flows_section"}
+SECTION_MODULES: dict[str, str] = {
+    "fields": "stayflow.enrichment.flows_section",
+    "settings": "stayflow.cancel_sessions.flows_section",
+}
 
 
 def _section(key: str) -> Any:
@@ -109,6 +118,51 @@ def _changed_offers(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, 
     return [o for o in new.get("offers", []) if before.get(o.get("id")) != o]
 
 
+def check_targeting(
+    db: Session, app: App, doc: dict[str, Any], sections: dict[str, Any]
+) -> tuple[str, ...]:
+    """Refuse audiences that read unsigned request fields, unless the app opted in (warnings).
+
+    The subscriber's browser sends the request fields, so targeting offers on them lets a
+    subscriber choose their own offers. Copy may still show them.
+    """
+    from stayflow.cancel_sessions import trust
+    from stayflow.cancel_sessions.settings import read as read_settings
+
+    if "settings" in sections:
+        opted_in = bool(sections["settings"].get("allow_unsigned_targeting"))
+    else:
+        opted_in = read_settings(app).allow_unsigned_targeting
+    mappings = (
+        sections["fields"] if "fields" in sections else _section("fields").current(db, app.id)
+    )
+    problems: list[tuple[str, str]] = []
+    for audience in doc.get("audiences", []):
+        rule = FlowsDocument.model_validate({"audiences": [audience]}).audiences[0].rule
+        for path in trust.unsigned_paths(fields_read(rule), mappings):
+            problems.append((str(audience.get("id")), path))
+    if not problems:
+        return ()
+    described = [
+        f"audience {aid!r} reads {path!r}, a request field the subscriber's browser sends "
+        "unsigned (they could change it to get other offers)"
+        for aid, path in problems
+    ]
+    if not opted_in:
+        raise UnsignedTargeting(
+            f"{described[0]}; target a field from Stripe (subscription.*, customer.*), a field "
+            f"you sign (signed.{problems[0][1]}), or set allow_unsigned_targeting in the app's "
+            "cancel-flow settings",
+            details={
+                "errors": [
+                    {"loc": f"audiences.{a}", "msg": m}
+                    for (a, _), m in zip(problems, described, strict=True)
+                ]
+            },
+        )
+    return tuple(f"{m}: allowed because allow_unsigned_targeting is on" for m in described)
+
+
 def apply(
     db: Session,
     app: App,
@@ -125,6 +179,7 @@ def apply(
             k: _section(k).validate(data.pop(k)) for k in list(data) if k in SECTION_MODULES
         }
     new = validate(data).normalized()
+    warnings = check_targeting(db, app, new, sections)
     if offer_check is not None:
         before, _ = current(db, app)
         offer_check(db, app, _changed_offers(before.normalized(), new))
@@ -134,7 +189,7 @@ def apply(
         doc, version = current(db, app)
         old = doc.normalized()
         diff = fileformat.diff({**old, **old_sections}, {**new, **sections})
-        return Applied(new, version, old != new or sections_changed, diff)
+        return Applied(new, version, old != new or sections_changed, diff, warnings)
     for key, value in sections.items():
         if value != old_sections[key]:
             _section(key).replace(db, app.id, value)
@@ -142,12 +197,12 @@ def apply(
     old = config.document or {}
     if old == new:
         diff = fileformat.diff(old_sections, sections) if sections_changed else ""
-        return Applied(new, config.version, sections_changed, diff)
+        return Applied(new, config.version, sections_changed, diff, warnings)
     config.document = new
     config.version += 1
     config.updated_at = utcnow()
     diff = fileformat.diff({**old, **old_sections}, {**new, **sections})
-    return Applied(new, config.version, True, diff)
+    return Applied(new, config.version, True, diff, warnings)
 
 
 def _check_kind(kind: str) -> None:

@@ -116,7 +116,13 @@ def _origin(url: str | None) -> str:
 def _targets(state: page_service.PageState) -> list[str]:
     urls = [state.cs.save_return_url, state.cs.cancel_confirmation_url]
     urls += [o.url for o in state.snap.offers if o.type == "redirect"]
-    return urls
+    # Brightback's per-offer return URLs (offer_accept_url, offer_<n>_url), checked at precancel.
+    custom = state.cs.request_fields.get("custom")
+    per_offer = sessions.offer_return_urls(
+        state.cs.request_fields, custom if isinstance(custom, dict) else {}
+    )
+    urls += [u for u in per_offer.values() if isinstance(u, str)]
+    return [u for u in urls if u]
 
 
 def _page(
@@ -190,7 +196,8 @@ def _html_problem(
     locale = state.locale if state else None
     _ = i18n.translations(locale or i18n.negotiate(None, request.headers.get("accept-language")))
     gettext = _.gettext
-    back = (gettext("Back to your account"), state.cs.save_return_url) if state else None
+    back_url = state.cs.save_return_url if state else None
+    back = (gettext("Back to your account"), back_url) if back_url else None
     if isinstance(exc, sessions.SessionExpired):
         return _html_message(
             request,
@@ -303,6 +310,9 @@ def _run_action(
         if as_json:
             raise
         return _html_problem(request, exc, state)
+    # Nowhere to send the subscriber (no URL from the request or the app): the finished
+    # page of this session is stayflow's result page.
+    result_page = f"/c/{token}"
     billing = None
     refused = False
     if result is not None:
@@ -326,6 +336,7 @@ def _run_action(
     elif result is not None:
         # A pass-thru URL (webhooks), if the business set one for this outcome, replaces
         # the destination: the subscriber arrives there with a signed token.
+        # "" (no URL): still none after it, so the flow ends on stayflow's result page.
         result = dataclasses.replace(
             result,
             redirect_url=passthru.destination_for(
@@ -333,15 +344,20 @@ def _run_action(
                 state.app,
                 state.settings,
                 request.app.state.encryptor,
-                result.redirect_url,
+                result.redirect_url or "",
                 now,
-            ),
+            )
+            or None,
         )
     if as_json:
         page = _page(request, state, secret_key)
         out = ActionResultOut(
             outcome=result.outcome if result else None,
-            redirect_url=(result.redirect_url or None) if result else None,
+            redirect_url=(
+                (result.redirect_url or f"{request.app.state.settings.base_url}{result_page}")
+                if result
+                else None
+            ),
             replayed=result.replayed if result else False,
             billing=billing,
             page=page,

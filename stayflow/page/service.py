@@ -267,7 +267,8 @@ def build(
     brand = branding(snap)
     redirect_url = None
     if cs.finished:
-        redirect_url = sessions.destination(cs, snap)
+        # No URL from the request or the app: this page (finished) is the result page.
+        redirect_url = sessions.destination(cs, snap) or base_path
     return PageModel(
         session_id=cs.session_id,
         step=step,
@@ -287,7 +288,7 @@ def build(
             cancel=f"{base_path}/cancel",
         ),
         branding=brand,
-        return_url=cs.save_return_url,
+        return_url=cs.save_return_url or base_path,
         redirect_url=redirect_url or None,
         result=state.result,
     )

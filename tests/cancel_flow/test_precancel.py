@@ -67,7 +67,7 @@ def test_bad_or_missing_signature_is_refused(client, owner, mutate):
     body = precancel_body(owner)
     mutate(body)
     response = client.post("/precancel", json=body)
-    assert response.status_code == 401, response.text
+    assert response.status_code == 400, response.text
     assert response.json()["valid"] is False
     assert response.json()["error"]["type"] == "invalid_signature"
 
@@ -75,14 +75,14 @@ def test_bad_or_missing_signature_is_refused(client, owner, mutate):
 def test_another_apps_secret_does_not_sign_for_this_app(client, owner, other):
     configure(client, owner)
     body = precancel_body(owner, auth_hash=sign(other.app_secret, "sub_K1Vhej7WAk7k7Z"))
-    assert client.post("/precancel", json=body).status_code == 401
+    assert client.post("/precancel", json=body).status_code == 400
 
 
 def test_unsigned_allowed_only_when_the_app_says_so(client, owner, session_factory):
     configure(client, owner)
     body = precancel_body(owner)
     body.pop("auth_hash")
-    assert client.post("/precancel", json=body).status_code == 401
+    assert client.post("/precancel", json=body).status_code == 400
     configure(client, owner, allow_unsigned_precancel=True)
     response = client.post("/precancel", json=body)
     assert response.status_code == 200
@@ -92,7 +92,7 @@ def test_unsigned_allowed_only_when_the_app_says_so(client, owner, session_facto
         )
         assert cs.signed is False
     # A wrong hash is still refused in unsigned mode: a given signature must be right.
-    assert client.post("/precancel", json={**body, "auth_hash": "ab" * 32}).status_code == 401
+    assert client.post("/precancel", json={**body, "auth_hash": "ab" * 32}).status_code == 400
 
 
 def test_origin_outside_the_allowed_list_is_refused(client, owner):
@@ -100,9 +100,10 @@ def test_origin_outside_the_allowed_list_is_refused(client, owner):
     response = client.post(
         "/precancel", json=precancel_body(owner), headers={"Origin": "https://evil.example"}
     )
-    assert response.status_code == 403
+    assert response.status_code == 400
     assert response.json() == {
         "valid": False,
+        "message": "this origin is not in the app's allowed origins",
         "error": {
             "type": "origin_not_allowed",
             "message": "this origin is not in the app's allowed origins",

@@ -142,11 +142,11 @@ def test_settings_changes_reach_precancel_at_once(client, owner):
     configure(client, owner)
     body = precancel_body(owner)
     body.pop("auth_hash")
-    assert client.post("/precancel", json=body).status_code == 401  # now cached
+    assert client.post("/precancel", json=body).status_code == 400  # now cached
     configure(client, owner, allow_unsigned_precancel=True)
     assert client.post("/precancel", json=body).status_code == 200
     configure(client, owner, allow_unsigned_precancel=False)
-    assert client.post("/precancel", json=body).status_code == 401
+    assert client.post("/precancel", json=body).status_code == 400
 
 
 @pytest.mark.parametrize("app_id", ["", "x" * 41, "app_unknown"])

@@ -437,14 +437,12 @@ def apply_offer(ctx: Context, payload: dict[str, Any]) -> str:
         if isinstance(exc, BillingError):  # authentication, permissions: no retry helps
             raise _permanent(exc) from None
         raise
-    mark_applied(
-        ctx.db,
-        row.id,
-        {
-            "subscriptions": {sub_id: plans.state_of(after.raw)},
-            "summary": plans.offer_summary(plan, after.raw),
-        },
-    )
+    result: dict[str, Any] = {
+        "subscriptions": {sub_id: plans.state_of(after.raw)},
+        "summary": plans.offer_summary(plan, after.raw),
+    }
+    result["subscriptions"].update(_apply_to_the_customers_others(ctx, payload, offer, after, row))
+    mark_applied(ctx.db, row.id, result)
     return APPLIED
 
 
@@ -479,6 +477,55 @@ def current_subscription(
                     pass  # a row we cannot read: ask Stripe
     writer = ctx.writer
     return ctx.call(lambda: writer.retrieve_subscription(subscription_id))
+
+
+# Offers that Brightback's pause_all_subscriptions / extend_all_subscriptions carry over.
+ALL_SUBSCRIPTIONS_TYPES = frozenset({"pause", "extension"})
+
+
+def _apply_to_the_customers_others(
+    ctx: Context,
+    payload: dict[str, Any],
+    offer: dict[str, Any],
+    main: FetchedSubscription,
+    row: ActionRow,
+) -> dict[str, Any]:
+    """The same pause or extension on every other active subscription of the customer.
+
+    Asked for by the session (``all_subscriptions`` in the job, from Brightback's
+    ``pause_all_subscriptions`` / ``extend_all_subscriptions``), as a cancel can cancel all.
+    Each target is planned from its own state against the action's fixed start (so a retry
+    plans the same change), skipped when already showing it, and written under its own
+    Idempotency-Key. A target the offer does not fit (a pause over its renewal) is recorded
+    as skipped; it does not undo the others.
+    """
+    if not payload.get("all_subscriptions") or offer.get("type") not in ALL_SUBSCRIPTIONS_TYPES:
+        return {}
+    assert ctx.writer is not None
+    writer, call = ctx.writer, ctx.call
+    customer = main.subscription.customer_id
+    others = call(lambda: writer.customer_subscriptions(customer))
+    targets = sorted(
+        s.id for s in others if s.id != main.subscription.id and s.status in plans.ACTIVE_STATUSES
+    )
+    results: dict[str, Any] = {}
+    for target in targets:
+        key = idempotency_key(str(payload["session_id"]), APPLY_OFFER, target)
+        fetched = call(lambda t=target: writer.retrieve_subscription(t))  # type: ignore[misc]
+        try:
+            plan = plans.plan_offer(offer, fetched.subscription, fetched.raw, row.created_at)
+        except OfferNotApplicable as exc:
+            results[target] = {"skipped": exc.message}
+            continue
+        if not plans.offer_applied(plan, fetched.raw):
+            change = plans.offer_change(plan)
+            fetched = call(
+                lambda t=target, c=change, k=key: writer.update_subscription(  # type: ignore[misc]
+                    t, c, idempotency_key=k
+                )
+            )
+        results[target] = plans.state_of(fetched.raw)
+    return results
 
 
 def _plan_offer(

@@ -8,7 +8,13 @@
  * A click posts the data to /precancel and goes to the cancel page it answers with.
  * On an invalid answer, an error, or no answer within 3 seconds, the link's own
  * href is followed, so a subscriber can always cancel.
- * window.Brightback.handleData is the same function, for a drop-in move from Brightback.
+ * window.Brightback is the same object, for a drop-in move from Brightback (served also at
+ * /js/current/brightback.js).
+ *
+ * handleDataPromise(data) is for single-page apps: it posts at once and resolves with the
+ * parsed answer whatever the HTTP status ({valid: true, url, message} or {valid: false,
+ * message, error}); it rejects only when stayflow cannot be reached (a network error, or no
+ * answer within 3 seconds), so the app can send the subscriber to its own fallback.
  */
 (function () {
   "use strict";
@@ -61,24 +67,69 @@
         follow(link);
       }
     }
-    var url = base + "/precancel?app_id=" + encodeURIComponent(String(data.app_id || ""));
+    try {
+      post(data, controller).then(finish, function () { finish(null); });
+    } catch (error) {
+      finish(null);
+    }
+  }
+
+  // Resolves with the parsed answer on any HTTP status; rejects on a network error.
+  function post(value, controller) {
+    var url = base + "/precancel?app_id=" + encodeURIComponent(String(value.app_id || ""));
     var options = {
       method: "POST",
       // text/plain keeps this a "simple" CORS request: no preflight round trip.
       headers: { "Content-Type": "text/plain;charset=UTF-8" },
-      body: JSON.stringify(data),
+      body: JSON.stringify(value),
       credentials: "omit",
       mode: "cors",
       cache: "no-store"
     };
     if (controller) options.signal = controller.signal;
-    try {
-      window.fetch(url, options).then(function (response) {
-        return response.json().catch(function () { return null; });
-      }).then(finish, function () { finish(null); });
-    } catch (error) {
-      finish(null);
+    return window.fetch(url, options).then(function (response) {
+      return response.json().then(function (body) {
+        return body && typeof body === "object" ? body : unreadable(response.status);
+      }, function () {
+        return unreadable(response.status);
+      });
+    });
+  }
+
+  function unreadable(status) {
+    return { valid: false, message: "stayflow answered HTTP " + status + " without JSON" };
+  }
+
+  function handleDataPromise(value) {
+    if (value && typeof value === "object") {
+      data = JSON.parse(JSON.stringify(value));
     }
+    var PromiseType = window.Promise;
+    return new PromiseType(function (resolve, reject) {
+      if (!data || typeof window.fetch !== "function") {
+        reject(new Error("stayflow: no data, or no fetch in this browser"));
+        return;
+      }
+      var settled = false;
+      var controller = typeof AbortController === "function" ? new AbortController() : null;
+      var timer = window.setTimeout(function () {
+        if (settled) return;
+        settled = true;
+        if (controller) controller.abort();
+        reject(new Error("stayflow did not answer within " + TIMEOUT_MS + " ms"));
+      }, TIMEOUT_MS);
+      post(data, controller).then(function (body) {
+        if (settled) return;
+        settled = true;
+        window.clearTimeout(timer);
+        resolve(body);
+      }, function (error) {
+        if (settled) return;
+        settled = true;
+        window.clearTimeout(timer);
+        reject(error instanceof Error ? error : new Error("stayflow could not be reached"));
+      });
+    });
   }
 
   function onClick(event) {
@@ -107,7 +158,8 @@
       if (value && typeof value === "object") {
         data = JSON.parse(JSON.stringify(value));
       }
-    }
+    },
+    handleDataPromise: handleDataPromise
   };
   window.Stayflow = api;
   window.Brightback = api;
