@@ -526,8 +526,10 @@ def test_redirect_offer_end_to_end(client, owner, session_factory):
         )
         assert done.status_code == 303
         assert done.headers["location"] == "https://support.example.com/chat?topic=cancel"
+    # A reopened finished link shows the result page (the last step), not the offers again.
     finished = client.get(f"/c/{token}")
-    assert finished.status_code == 409 and "already complete" in finished.text
+    assert finished.status_code == 200 and 'id="result-message"' in finished.text
+    assert "Chat with support" not in finished.text
     assert jobs(session_factory) == []  # no billing work for a redirect
     listed = client.get(
         "/api/v1/cancel-sessions", params={"outcome": "redirected"}, headers=owner.headers
