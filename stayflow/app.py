@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stayflow import __version__
+from stayflow.admin.endpoints import install as install_admin
 from stayflow.apps.endpoints import router as apps_router
 from stayflow.attribution.endpoints import router as attribution_router
 from stayflow.billing.actions.endpoints import router as billing_actions_router
@@ -131,4 +132,5 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.include_router(flows_router)
     app.include_router(page_router)
     app.include_router(webhooks_router)
+    install_admin(app)
     return app
