@@ -54,17 +54,30 @@ class Counter:
         assert sandbox.app is not None
         self.app = sandbox.app
         self.requests: list[str] = []
-        original = self.app.prepare
+        self.seconds = 0.0  # spent by the sandbox answering (it shares this interpreter)
+        prepare_original, execute_original = self.app.prepare, self.app.execute
 
         def prepare(method: str, target: str, headers: dict[str, str], body: bytes) -> Any:
             if target.startswith("/v1/"):
                 self.requests.append(f"{method} {target.partition('?')[0]}")
-            return original(method, target, headers, body)
+            start = time.perf_counter()
+            try:
+                return prepare_original(method, target, headers, body)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        def execute(prepared: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return execute_original(prepared)
+            finally:
+                self.seconds += time.perf_counter() - start
 
         self.app.prepare = prepare  # type: ignore[method-assign]
+        self.app.execute = execute  # type: ignore[method-assign]
 
     def take(self) -> list[str]:
-        found, self.requests = self.requests, []
+        found, self.requests, self.seconds = self.requests, [], 0.0
         return found
 
 
@@ -182,10 +195,12 @@ def run(args: argparse.Namespace, url: str, sandbox: Sandbox) -> int:
         with transaction(factory) as db:
             result = sync.sync(db, app_pk, provider, datetime.fromtimestamp(sandbox.now(), UTC))
         seconds = time.perf_counter() - start
+        in_sandbox = counter.seconds
         made = counter.take()
         print(
-            f"{label}: {len(made)} Stripe requests (at the sandbox), {seconds:.3f} s; "
-            f"mode {result.mode}, {result.events} events, {result.judged} judged, "
+            f"{label}: {len(made)} Stripe requests (at the sandbox), {seconds:.3f} s "
+            f"({in_sandbox:.3f} s of it the sandbox answering, {seconds - in_sandbox:.3f} s "
+            f"stayflow); mode {result.mode}, {result.events} events, {result.judged} judged, "
             f"{result.changed} status changes"
         )
         return len(made), seconds, result

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from stayflow import __version__
 from stayflow.admin.endpoints import install as install_admin
@@ -18,6 +19,7 @@ from stayflow.apps.endpoints import router as apps_router
 from stayflow.attribution.endpoints import router as attribution_router
 from stayflow.billing.actions.endpoints import router as billing_actions_router
 from stayflow.billing.endpoints import router as billing_router
+from stayflow.cancel_sessions.endpoints import MAX_BODY_BYTES as PRECANCEL_MAX_BYTES
 from stayflow.cancel_sessions.endpoints import admin_router as cancel_sessions_admin_router
 from stayflow.cancel_sessions.endpoints import public_router as precancel_router
 from stayflow.crypto import Encryptor
@@ -28,11 +30,15 @@ from stayflow.errors import StayflowError
 from stayflow.flows.endpoints import router as flows_router
 from stayflow.jobs.registry import load_handlers
 from stayflow.jobs.worker import Worker
+from stayflow.mirror.endpoints import MAX_WEBHOOK_BYTES
 from stayflow.mirror.endpoints import router as mirror_router
 from stayflow.ops.docs import install_docs
 from stayflow.ops.endpoints import router as ops_router
+from stayflow.ops.input_limits import InputLimits
 from stayflow.ops.metrics import Metrics
 from stayflow.ops.middleware import RequestContextMiddleware
+from stayflow.ops.openapi import install_openapi
+from stayflow.page.endpoints import MAX_ACTION_BYTES as PAGE_ACTION_MAX_BYTES
 from stayflow.page.endpoints import router as page_router
 from stayflow.settings import Settings
 from stayflow.webhooks.endpoints import router as webhooks_router
@@ -45,6 +51,27 @@ def _error(status: int, type_: str, message: str, details: Any = None) -> JSONRe
     if details is not None:
         body["details"] = details
     return JSONResponse({"error": body}, status_code=status)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 names at most one route's).
+
+    Each method is probed against the router with a throwaway scope, which works whatever
+    way the router nests its included routers.
+    """
+    path, root_path = request.scope["path"], request.scope.get("root_path", "")
+
+    def served(method: str) -> bool:
+        for route in request.app.router.routes:
+            probe = {"type": "http", "path": path, "root_path": root_path, "method": method}
+            if route.matches(probe)[0] == Match.FULL:
+                return True
+        return False
+
+    return [method for method in _METHODS if served(method)]
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -63,9 +90,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(422, "invalid_request", f"{where}: {first['msg']}", details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         type_ = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
-        return _error(exc.status_code, type_.get(exc.status_code, "http_error"), str(exc.detail))
+        response = _error(
+            exc.status_code, type_.get(exc.status_code, "http_error"), str(exc.detail)
+        )
+        if exc.status_code == 405:
+            response.headers["Allow"] = ", ".join(allowed_methods(request))
+        return response
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
@@ -118,6 +150,17 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.state.metrics = Metrics(session_factory)
     app.state.worker = None
     install_error_handlers(app)
+    install_openapi(app)
+    # Added first, so it runs inside the request-id middleware (refusals get an id too).
+    app.add_middleware(
+        InputLimits,
+        caps=[
+            ("/precancel", PRECANCEL_MAX_BYTES),
+            ("/c/", PAGE_ACTION_MAX_BYTES),
+            ("/stripe/webhooks/", MAX_WEBHOOK_BYTES),
+        ],
+        envelopes=[("/precancel", {"valid": False})],
+    )
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     app.include_router(ops_router)
     install_docs(app)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from stayflow.apps import service as apps_service
@@ -30,17 +31,29 @@ def get_encryptor(request: Request) -> Encryptor:
     return encryptor
 
 
-DB = Annotated[Session, Depends(get_db)]
+# scope="function": commit (or roll back) before the answer is sent, so a client never reads
+# before its own write and a failed commit never follows a 2xx.
+DB = Annotated[Session, Depends(get_db, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EncryptorDep = Annotated[Encryptor, Depends(get_encryptor)]
 
 
+# Declares the scheme in the OpenAPI document; the check itself (and its 401 wording) is
+# apps_service.authenticate's, so the header is read as sent.
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    description="An admin API key: `Authorization: Bearer sfk_...`.",
+)
+
+
 def current_app(
     db: DB,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
 ) -> App:
     """The tenant the admin API key belongs to; every admin route is scoped by it."""
-    return apps_service.authenticate(db, authorization)
+    return apps_service.authenticate(db, request.headers.get("authorization"))
 
 
 CurrentApp = Annotated[App, Depends(current_app)]

@@ -4,11 +4,13 @@ from, each app's sync state and settings, and the business's dated exchange rate
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, Date, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stayflow.db import Base, BigIntPK, utcnow
+from stayflow.mirror.models import MirrorCustomer, MirrorSubscription
 
 # Statuses of a watched session.
 PENDING = "pending"  # a save inside its window, or a cancel Stripe does not show yet
@@ -32,6 +34,7 @@ class AttributionWatch(Base):
         Index("ix_attribution_watches_app_customer", "app_pk", "customer_id"),
         Index("ix_attribution_watches_app_status_window", "app_pk", "status", "window_ends_at"),
         Index("ix_attribution_watches_app_session_at", "app_pk", "session_at"),
+        Index("ix_attribution_watches_app_judged_at", "app_pk", "judged_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -45,6 +48,8 @@ class AttributionWatch(Base):
     session_at: Mapped[datetime] = mapped_column()
     window_days: Mapped[int] = mapped_column()
     window_ends_at: Mapped[datetime] = mapped_column()
+    # What the session's enrichment saw before the offer (items, first discount), if anything.
+    snapshot: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(16), default=PENDING)
     status_at: Mapped[datetime | None] = mapped_column(default=None)
     cause: Mapped[str | None] = mapped_column(Text, default=None)
@@ -67,6 +72,7 @@ class MirrorInvoice(Base):
     __table_args__ = (
         UniqueConstraint("app_pk", "invoice_id", name="uq_mirror_invoices_app_invoice"),
         Index("ix_mirror_invoices_app_subscription", "app_pk", "subscription_id"),
+        Index("ix_mirror_invoices_app_synced_at", "app_pk", "synced_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -100,6 +106,8 @@ class AttributionState(Base):
     last_sync_mode: Mapped[str | None] = mapped_column(String(20), default=None)
     last_sync_requests: Mapped[int] = mapped_column(default=0)
     last_sync_error: Mapped[str | None] = mapped_column(Text, default=None)
+    # The last ``stripe_events.id`` (webhooks) whose invoice was copied into mirror_invoices.
+    webhook_events_through: Mapped[int] = mapped_column(BigInteger, default=0)
     # Mirror rows written after this (wall clock) have not been judged yet.
     judged_through: Mapped[datetime | None] = mapped_column(default=None)
 
@@ -122,3 +130,10 @@ class ExchangeRate(Base):
     # exponent (JPY 0, USD 2, KWD 3).
     rate: Mapped[str] = mapped_column(String(40))
     valid_from: Mapped[date] = mapped_column(Date)
+
+
+# What changed since the last judging pass is found by ``synced_at`` on the mirror's tables.
+Index(
+    "ix_mirror_subscriptions_app_synced_at", MirrorSubscription.app_pk, MirrorSubscription.synced_at
+)
+Index("ix_mirror_customers_app_synced_at", MirrorCustomer.app_pk, MirrorCustomer.synced_at)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from stayflow.attribution.models import (
@@ -20,7 +20,7 @@ from stayflow.attribution.models import (
 from stayflow.cancel_sessions.models import CANCELED, DEFLECTED, SAVED, CancelSession
 from stayflow.db import utcnow
 from stayflow.mirror import repository as mirror_repository
-from stayflow.mirror.models import MirrorCustomer, MirrorSubscription
+from stayflow.mirror.models import MirrorCustomer, MirrorSubscription, StripeEvent
 
 WATCHED_OUTCOMES = (SAVED, DEFLECTED, CANCELED)
 
@@ -58,6 +58,16 @@ def sessions_to_enroll(db: Session, app_pk: int, limit: int) -> Sequence[CancelS
     ).all()
 
 
+def never_judged(db: Session, app_pk: int, subscription_id: str) -> Sequence[AttributionWatch]:
+    return db.scalars(
+        select(AttributionWatch).where(
+            AttributionWatch.app_pk == app_pk,
+            AttributionWatch.subscription_id == subscription_id,
+            AttributionWatch.judged_at.is_(None),
+        )
+    ).all()
+
+
 def unseen_subscriptions(db: Session, app_pk: int, limit: int) -> list[str]:
     """Subscriptions of open watches the mirror has never seen."""
     seen = exists().where(
@@ -68,8 +78,7 @@ def unseen_subscriptions(db: Session, app_pk: int, limit: int) -> list[str]:
         select(AttributionWatch.subscription_id)
         .where(
             AttributionWatch.app_pk == app_pk,
-            AttributionWatch.status.in_((PENDING,)),
-            AttributionWatch.judged_at.is_(None),
+            AttributionWatch.judged_at.is_(None),  # never judged: pending, never seen
             ~seen,
         )
         .distinct()
@@ -79,35 +88,42 @@ def unseen_subscriptions(db: Session, app_pk: int, limit: int) -> list[str]:
 
 
 def watched_with_unexpanded_discounts(db: Session, app_pk: int, since: datetime) -> list[str]:
-    """Watched subscriptions whose mirror row names a discount only by id (changed since)."""
+    """Watched subscriptions whose mirror row (changed since) names a discount only by id."""
     rows = db.execute(
-        select(MirrorSubscription.subscription_id, MirrorSubscription.raw)
-        .join(
-            AttributionWatch,
-            and_(
-                AttributionWatch.app_pk == MirrorSubscription.app_pk,
-                AttributionWatch.subscription_id == MirrorSubscription.subscription_id,
-            ),
-        )
-        .where(
-            MirrorSubscription.app_pk == app_pk,
-            MirrorSubscription.synced_at > since,
-            AttributionWatch.status.in_(OPEN_STATUSES),
+        select(MirrorSubscription.subscription_id, MirrorSubscription.raw).where(
+            MirrorSubscription.app_pk == app_pk, MirrorSubscription.synced_at > since
         )
     ).all()
-    found = [
+    named = sorted(
         sub_id
         for sub_id, raw in rows
         if any(isinstance(d, str) for d in (raw or {}).get("discounts") or [])
-    ]
-    return sorted(set(found))
+    )
+    watched: set[str] = set()
+    for chunk in _chunks(named):
+        watched.update(
+            db.scalars(
+                select(AttributionWatch.subscription_id).where(
+                    AttributionWatch.app_pk == app_pk,
+                    AttributionWatch.status.in_(OPEN_STATUSES),
+                    AttributionWatch.subscription_id.in_(chunk),
+                )
+            ).all()
+        )
+    return sorted(watched)
+
+
+def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
 
 
 def earliest_open_session(db: Session, app_pk: int) -> datetime | None:
+    # In session order along (app_pk, session_at): stops at the first open watch.
     found: datetime | None = db.scalar(
-        select(func.min(AttributionWatch.session_at)).where(
-            AttributionWatch.app_pk == app_pk, AttributionWatch.status.in_(OPEN_STATUSES)
-        )
+        select(AttributionWatch.session_at)
+        .where(AttributionWatch.app_pk == app_pk, AttributionWatch.status.in_(OPEN_STATUSES))
+        .order_by(AttributionWatch.session_at)
+        .limit(1)
     )
     return found
 
@@ -115,39 +131,79 @@ def earliest_open_session(db: Session, app_pk: int) -> datetime | None:
 def watches_to_judge(
     db: Session, app_pk: int, now: datetime, changed_since: datetime | None
 ) -> Sequence[AttributionWatch]:
-    """Never judged, window ended while pending, or their data changed since the last pass."""
-    conditions: list[Any] = [
-        AttributionWatch.judged_at.is_(None),
-        and_(AttributionWatch.status == PENDING, AttributionWatch.window_ends_at <= now),
-    ]
+    """Never judged, window ended while pending, or their data changed since the last pass.
+
+    Each part is its own indexed query (an OR over them would scan every watch of the app).
+    """
+    open_watch = and_(AttributionWatch.app_pk == app_pk, AttributionWatch.status.in_(OPEN_STATUSES))
+    ids: set[int] = set(
+        db.scalars(
+            # Never judged means still pending: (app_pk, judged_at) alone finds them.
+            select(AttributionWatch.id).where(
+                AttributionWatch.app_pk == app_pk, AttributionWatch.judged_at.is_(None)
+            )
+        ).all()
+    )
+    ids.update(
+        db.scalars(
+            select(AttributionWatch.id).where(
+                AttributionWatch.app_pk == app_pk,
+                AttributionWatch.status == PENDING,
+                AttributionWatch.window_ends_at <= now,
+            )
+        ).all()
+    )
     if changed_since is not None:
-        changed_subs = select(MirrorSubscription.subscription_id).where(
-            MirrorSubscription.app_pk == app_pk, MirrorSubscription.synced_at > changed_since
+        changed = db.execute(
+            select(MirrorSubscription.subscription_id, MirrorSubscription.customer_id).where(
+                MirrorSubscription.app_pk == app_pk, MirrorSubscription.synced_at > changed_since
+            )
+        ).all()
+        sub_ids = {sub_id for sub_id, _ in changed}
+        sub_ids.update(
+            i
+            for i in db.scalars(
+                select(MirrorInvoice.subscription_id).where(
+                    MirrorInvoice.app_pk == app_pk, MirrorInvoice.synced_at > changed_since
+                )
+            ).all()
+            if i
         )
-        changed_customers = select(MirrorSubscription.customer_id).where(
-            MirrorSubscription.app_pk == app_pk, MirrorSubscription.synced_at > changed_since
+        customers = {customer for _, customer in changed if customer}
+        customers.update(
+            db.scalars(
+                select(MirrorCustomer.customer_id).where(
+                    MirrorCustomer.app_pk == app_pk, MirrorCustomer.synced_at > changed_since
+                )
+            ).all()
         )
-        changed_customer_rows = select(MirrorCustomer.customer_id).where(
-            MirrorCustomer.app_pk == app_pk, MirrorCustomer.synced_at > changed_since
+        for chunk in _chunks(sorted(sub_ids)):
+            ids.update(
+                db.scalars(
+                    select(AttributionWatch.id).where(
+                        open_watch, AttributionWatch.subscription_id.in_(chunk)
+                    )
+                ).all()
+            )
+        for chunk in _chunks(sorted(customers)):
+            ids.update(
+                db.scalars(
+                    select(AttributionWatch.id).where(
+                        open_watch, AttributionWatch.customer_id.in_(chunk)
+                    )
+                ).all()
+            )
+    found: list[AttributionWatch] = []
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), 500):
+        found.extend(
+            db.scalars(
+                select(AttributionWatch)
+                .where(AttributionWatch.id.in_(ordered[start : start + 500]))
+                .order_by(AttributionWatch.id)
+            ).all()
         )
-        changed_invoices = select(MirrorInvoice.subscription_id).where(
-            MirrorInvoice.app_pk == app_pk, MirrorInvoice.synced_at > changed_since
-        )
-        conditions += [
-            AttributionWatch.subscription_id.in_(changed_subs),
-            AttributionWatch.subscription_id.in_(changed_invoices),
-            AttributionWatch.customer_id.in_(changed_customers),
-            AttributionWatch.customer_id.in_(changed_customer_rows),
-        ]
-    return db.scalars(
-        select(AttributionWatch)
-        .where(
-            AttributionWatch.app_pk == app_pk,
-            AttributionWatch.status.in_(OPEN_STATUSES),
-            or_(*conditions),
-        )
-        .order_by(AttributionWatch.id)
-    ).all()
+    return found
 
 
 def mirror_rows(db: Session, app_pk: int, subscription_ids: list[str]) -> dict[str, Any]:
@@ -224,8 +280,32 @@ def customers_raw(db: Session, app_pk: int, customer_ids: list[str]) -> dict[str
     return {customer_id: raw for customer_id, raw in rows}
 
 
+def webhook_invoice_events(
+    db: Session, app_pk: int, after_id: int, limit: int
+) -> Sequence[StripeEvent]:
+    """Invoice events the webhooks stored (``stripe_events``) after ``after_id``, oldest first."""
+    return db.scalars(
+        select(StripeEvent)
+        .where(
+            StripeEvent.app_pk == app_pk,
+            StripeEvent.id > after_id,
+            StripeEvent.type.like("invoice.%"),
+        )
+        .order_by(StripeEvent.id)
+        .limit(limit)
+    ).all()
+
+
+def last_event_id(db: Session, app_pk: int) -> int:
+    found = db.scalar(select(func.max(StripeEvent.id)).where(StripeEvent.app_pk == app_pk))
+    return int(found or 0)
+
+
 def upsert_invoices(db: Session, rows: list[dict[str, Any]]) -> int:
-    """Insert or move invoices forward (newer ``version`` only); one row per invoice id."""
+    """Insert or move invoices forward (newer ``version`` only); returns the rows offered.
+
+    One statement executed for many rows (a multi-row VALUES costs more to compile than to run).
+    """
     if not rows:
         return 0
     latest: dict[str, dict[str, Any]] = {}
@@ -233,7 +313,8 @@ def upsert_invoices(db: Session, rows: list[dict[str, Any]]) -> int:
         kept = latest.get(row["invoice_id"])
         if kept is None or row["version"] >= kept["version"]:
             latest[row["invoice_id"]] = row
-    stmt = mirror_repository._insert(db, MirrorInvoice).values(list(latest.values()))
+    table = MirrorInvoice.__table__
+    stmt = mirror_repository._insert(db, table)
     excluded = stmt.excluded
     columns = (
         "subscription_id",
@@ -246,16 +327,15 @@ def upsert_invoices(db: Session, rows: list[dict[str, Any]]) -> int:
         "version",
         "synced_at",
     )
-    written = db.execute(
+    db.execute(
         stmt.on_conflict_do_update(
             index_elements=["app_pk", "invoice_id"],
-            set_={name: getattr(excluded, name) for name in columns},
-            where=MirrorInvoice.version <= excluded.version,
-        )
-        .returning(MirrorInvoice.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    return len(written)
+            set_={name: excluded[name] for name in columns},
+            where=table.c.version <= excluded.version,
+        ),
+        list(latest.values()),
+    )
+    return len(latest)
 
 
 def invoice_values(app_pk: int, invoice: Any, *, version: int) -> dict[str, Any]:

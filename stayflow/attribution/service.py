@@ -8,12 +8,12 @@ caller's transaction through ``billing.actions.service.emit_event``.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from stayflow.attribution import repository
@@ -29,11 +29,12 @@ from stayflow.attribution.models import (
     MirrorInvoice,
 )
 from stayflow.attribution.mrr import mrr
-from stayflow.billing.actions.service import emit_event
-from stayflow.billing.stripe.convert import epoch_to_utc
+from stayflow.billing.stripe.convert import epoch_to_utc, invoice_from
 from stayflow.cancel_sessions.models import CANCELED, CancelSession
 from stayflow.db import utcnow
 from stayflow.errors import BadRequest
+from stayflow.events import service as events_service
+from stayflow.events.schemas import CancelReactivated, SaveLapsed, SaveValidated
 from stayflow.mirror.models import MirrorSubscription
 
 MIN_WINDOW_DAYS = 1
@@ -43,13 +44,12 @@ WIN_BACK_DAYS = 90
 ENROLL_BATCH = 5000
 MAX_ENROLL_BATCHES = 100
 JUDGE_BATCH = 500
+MAX_ENRICHED_ITEMS = 10
+WEBHOOK_BATCH = 1000
+MAX_WEBHOOK_BATCHES = 100
 # Offers whose effect on Stripe is a pause: "paused by our own offer" still validates.
 PAUSE_OFFERS = ("pause", "extension")
 ENDED = ("canceled", "incomplete_expired")
-
-EVENT_VALIDATED = "save.validated"
-EVENT_LAPSED = "save.lapsed"
-EVENT_REACTIVATED = "cancel.reactivated"
 
 
 class InvalidWindow(BadRequest):
@@ -87,6 +87,59 @@ def _offer_type(cs: CancelSession) -> str | None:
     return None
 
 
+def snapshot_of(fields: dict[str, Any]) -> dict[str, Any]:
+    """Items and first discount as the session's enrichment saw them (Stripe's JSON shape).
+
+    Empty unless every item's price is known; the enrichment keeps at most 10 items.
+    """
+    count = fields.get("subscription.items.count")
+    if not isinstance(count, int) or not 0 < count <= MAX_ENRICHED_ITEMS:
+        return {}
+    items: list[dict[str, Any]] = []
+    for i in range(count):
+        p = f"subscription.items.{i}"
+        amount = fields.get(f"{p}.price.amount")
+        decimal = fields.get(f"{p}.price.amount_decimal")
+        interval = fields.get(f"{p}.price.interval")
+        if (amount is None and decimal is None) or not isinstance(interval, str):
+            return {}
+        items.append(
+            {
+                "id": fields.get(f"{p}.id"),
+                "quantity": fields.get(f"{p}.quantity"),
+                "price": {
+                    "id": fields.get(f"{p}.price.id"),
+                    "unit_amount": amount,
+                    "unit_amount_decimal": decimal,
+                    "recurring": {
+                        "interval": interval,
+                        "interval_count": fields.get(f"{p}.price.interval_count") or 1,
+                    },
+                },
+            }
+        )
+    found: dict[str, Any] = {"items": items}
+    percent = fields.get("subscription.discount.coupon.percent_off")
+    amount_off = fields.get("subscription.discount.coupon.amount_off")
+    if percent is not None or amount_off is not None:
+        found["discount"] = {
+            "id": fields.get("subscription.discount.id"),
+            "start": None,
+            "end": None,
+            "source": {
+                "type": "coupon",
+                "coupon": {
+                    "id": fields.get("subscription.discount.coupon.id"),
+                    "percent_off": percent,
+                    "amount_off": amount_off,
+                    "currency": fields.get("subscription.discount.coupon.currency"),
+                    "duration": fields.get("subscription.discount.coupon.duration"),
+                },
+            },
+        }
+    return found
+
+
 def enroll(db: Session, app_pk: int) -> int:
     """Put every finished saved / deflected / canceled session not yet watched on the list."""
     state = repository.get_or_create_state(db, app_pk)
@@ -102,42 +155,41 @@ def enroll(db: Session, app_pk: int) -> int:
 def _enroll_batch(
     db: Session, app_pk: int, window_days: int, sessions: Sequence[CancelSession]
 ) -> int:
-    added = 0
-    for cs in sessions:
-        session_at = cs.created_at
-        db.add(
-            AttributionWatch(
-                app_pk=app_pk,
-                session_id=cs.session_id,
-                subscription_id=cs.subscription_id,
-                outcome=str(cs.outcome),
-                offer_id=cs.offer_accepted_id,
-                offer_type=_offer_type(cs),
-                session_at=session_at,
-                window_days=window_days,
-                window_ends_at=session_at + timedelta(days=window_days),
-                status=PENDING,
-                mrr_kept=0,
-                mrr_lost=0,
-                cash_collected=0,
-                created_at=utcnow(),
-            )
-        )
-        added += 1
-    if added:
-        db.flush()
-    return added
+    rows = [
+        {
+            "app_pk": app_pk,
+            "session_id": cs.session_id,
+            "subscription_id": cs.subscription_id,
+            "customer_id": None,
+            "outcome": str(cs.outcome),
+            "offer_id": cs.offer_accepted_id,
+            "offer_type": _offer_type(cs),
+            "snapshot": snapshot_of(cs.enriched_fields or {}),
+            "session_at": cs.created_at,
+            "window_days": window_days,
+            "window_ends_at": cs.created_at + timedelta(days=window_days),
+            "status": PENDING,
+            "mrr_kept": 0,
+            "mrr_lost": 0,
+            "cash_collected": 0,
+            "created_at": utcnow(),
+        }
+        for cs in sessions
+    ]
+    if rows:
+        # One executemany (the table, not the ORM: no identity map for thousands of rows).
+        db.execute(insert(AttributionWatch.__table__), rows)  # type: ignore[arg-type]
+    return len(rows)
 
 
 def mark_unmatched(db: Session, app_pk: int, subscription_id: str, why: str) -> int:
     """Stripe does not know this subscription: its open watches say so (and why)."""
     changed = 0
-    for watch in repository.list_watches(db, app_pk, status=PENDING, limit=10_000):
-        if watch.subscription_id == subscription_id and watch.judged_at is None:
-            watch.status = UNMATCHED
-            watch.cause = why[:500]
-            watch.judged_at = utcnow()
-            changed += 1
+    for watch in repository.never_judged(db, app_pk, subscription_id):
+        watch.status = UNMATCHED
+        watch.cause = why[:500]
+        watch.judged_at = utcnow()
+        changed += 1
     return changed
 
 
@@ -151,9 +203,17 @@ def before_offer(raw: dict[str, Any], watch: AttributionWatch) -> dict[str, Any]
     offer, and an end that came after (a cancel is undone: it was active then).
     """
     at = epoch(watch.session_at)
-    before = copy.deepcopy(raw)
+    before = dict(raw)  # top-level keys are replaced below, never changed in place
+    snapshot = watch.snapshot or {}
+    if snapshot.get("items"):
+        # The enrichment saw the items before the offer (a plan change swaps them).
+        before["items"] = {"object": "list", "data": snapshot["items"]}
     discounts = [d for d in before.get("discounts") or [] if isinstance(d, dict)]
-    before["discounts"] = [d for d in discounts if int(d.get("start") or 0) < at]
+    kept = [d for d in discounts if int(d.get("start") or 0) < at]
+    if not kept and snapshot.get("discount"):
+        # A discount offer replaces the discounts; the enrichment saw the first one before.
+        kept = [snapshot["discount"]]
+    before["discounts"] = kept
     if watch.offer_type in PAUSE_OFFERS:
         before["pause_collection"] = None
     if before.get("status") in ENDED or before.get("status") in ("past_due", "unpaid"):
@@ -298,7 +358,7 @@ def _event_data(watch: AttributionWatch) -> dict[str, Any]:
         "subscription_id": watch.subscription_id,
         "outcome": watch.outcome,
         "status": watch.status,
-        "at": watch.status_at.isoformat() if watch.status_at else None,
+        "at": watch.status_at,
         "cause": watch.cause,
         "currency": watch.currency,
         "mrr_at_session": watch.mrr_at_session,
@@ -376,9 +436,9 @@ def judge(
         watch.mrr_kept, watch.mrr_lost = kept_now, 0
     if watch.status == before:
         return False
-    event = {VALIDATED: EVENT_VALIDATED, LAPSED: EVENT_LAPSED, REACTIVATED: EVENT_REACTIVATED}
+    event = {VALIDATED: SaveValidated, LAPSED: SaveLapsed, REACTIVATED: CancelReactivated}
     if watch.status in event:
-        emit_event(db, watch.app_pk, event[watch.status], _event_data(watch))
+        events_service.emit(db, watch.app_pk, event[watch.status](**_event_data(watch)))
     return True
 
 
@@ -388,8 +448,39 @@ class JudgeResult:
     changed: int = 0
 
 
+def absorb_webhook_invoices(db: Session, app_pk: int) -> int:
+    """Copy the invoices that webhooks brought (``stripe_events``) into mirror_invoices.
+
+    The mirror stores subscription events itself; invoices are attribution's (cash collected,
+    dues unpaid), read from the stored events past a cursor, so none is read twice.
+    """
+    state = repository.get_or_create_state(db, app_pk)
+    written = 0
+    for _ in range(MAX_WEBHOOK_BATCHES):
+        events = repository.webhook_invoice_events(
+            db, app_pk, state.webhook_events_through, WEBHOOK_BATCH
+        )
+        rows = []
+        for event in events:
+            data = event.payload.get("data") if isinstance(event.payload, dict) else None
+            obj = data.get("object") if isinstance(data, dict) else None
+            if isinstance(obj, dict) and obj.get("id"):
+                rows.append(
+                    repository.invoice_values(
+                        app_pk, invoice_from(obj), version=event.stripe_created
+                    )
+                )
+        written += repository.upsert_invoices(db, rows)
+        if events:
+            state.webhook_events_through = events[-1].id
+        if len(events) < WEBHOOK_BATCH:
+            break
+    return written
+
+
 def judge_changed(db: Session, app_pk: int, now: datetime) -> JudgeResult:
     """Judge what needs it: new watches, windows ended, data changed since the last pass."""
+    absorb_webhook_invoices(db, app_pk)
     state = repository.get_or_create_state(db, app_pk)
     mark = utcnow()
     result = JudgeResult()

@@ -1,7 +1,7 @@
 """Keeping what attribution reads current, in Stripe requests proportional to what changed.
 
 1. Webhooks feed the mirror (``stayflow.mirror``); nothing here for them.
-2. ``GET /v1/events`` (``customer.subscription.*`` and ``invoice.*``, ``created`` from the
+2. ``GET /v1/events`` (the ``customer.subscription.*`` and ``invoice.*`` types, ``created`` from the
    stored cursor, 100 a page) catches what webhooks missed: one page when nothing changed.
 3. A watched subscription that neither source has seen is retrieved on its own (a 404 makes
    its session ``unmatched``); so is one whose row names a new discount only by id.
@@ -29,7 +29,28 @@ from stayflow.mirror import service as mirror_service
 
 log = logging.getLogger("stayflow.attribution")
 
-EVENT_TYPES = ["customer.subscription.*", "invoice.*"]
+# Stripe documents wildcards for ``type`` only; ``types`` takes up to 20 exact names.
+EVENT_TYPES = [
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+    "customer.subscription.pending_update_applied",
+    "customer.subscription.pending_update_expired",
+    "customer.subscription.trial_will_end",
+    "invoice.created",
+    "invoice.deleted",
+    "invoice.finalized",
+    "invoice.marked_uncollectible",
+    "invoice.overdue",
+    "invoice.paid",
+    "invoice.payment_action_required",
+    "invoice.payment_failed",
+    "invoice.payment_succeeded",
+    "invoice.updated",
+    "invoice.voided",
+]
 EVENT_RETENTION = timedelta(days=30)
 MAX_PAGES = 10_000
 MAX_RETRIEVES = 1_000

@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy import select
 
@@ -32,6 +34,13 @@ from stayflow.settings import Settings
 
 log = logging.getLogger("stayflow.attribution")
 
+
+def _now(ctx: JobContext) -> datetime:
+    """The worker's injected clock (``services["clock"]``, tests: the sandbox's), else UTC now."""
+    clock: Callable[[], datetime] | None = ctx.worker.services.get("clock")
+    return clock() if clock is not None else utcnow()
+
+
 SYNC_EVERY_SECONDS = 3600
 JUDGE_EVERY_SECONDS = 300
 
@@ -50,11 +59,13 @@ def sync_app(ctx: JobContext) -> None:
     provider = billing_service.make_provider(
         settings, key, timeout=billing_settings().stripe_backfill_timeout, retries=2
     )
-    now = utcnow()
+    now = _now(ctx)
     try:
         sync.sync(ctx.db, app_pk, provider, now)
     except BillingError as exc:
-        # Nothing of this job's work commits; record the failure in its own transaction.
+        # Nothing of this job's work commits (dropped here first, so SQLite's write lock is
+        # free); the failure is recorded in its own transaction for the data card.
+        ctx.db.rollback()
         factory = ctx.worker.session_factory
         with transaction(factory) as db:
             sync.record_failure(db, app_pk, now, exc.message, provider.calls)
@@ -82,7 +93,7 @@ def sync_all(ctx: JobContext) -> None:
 
 @registry.handler("attribution.judge_all")
 def judge_all(ctx: JobContext) -> None:
-    now = utcnow()
+    now = _now(ctx)
     for app_pk in ctx.db.scalars(select(AttributionState.app_pk)).all():
         service.judge_changed(ctx.db, app_pk, now)
 

@@ -9,13 +9,11 @@ import click
 
 
 def _open() -> tuple[Any, Any, Any]:
-    from stayflow.cli.main import _migrate, _settings
-    from stayflow.db import make_engine, make_session_factory
+    from stayflow.cli.common import cli_settings, open_database
 
-    settings = _settings()
-    _migrate(settings)
-    engine = make_engine(settings)
-    return settings, engine, make_session_factory(engine)
+    settings = cli_settings()
+    engine, factory = open_database(settings)
+    return settings, engine, factory
 
 
 @click.group("keys")

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from stayflow.ops.input_limits import json_safe
+
+# Stored fields are read through json_safe: a row stored before the edge checks (or by
+# hand) that nests too deep must not make the whole admin list fail.
+StoredJSON = Annotated[dict[str, Any], BeforeValidator(json_safe)]
 
 
 class PrecancelRequest(BaseModel):
@@ -51,8 +57,8 @@ class CancelSessionOut(BaseModel):
     session_id: str
     subscription_id: str
     signed: bool
-    request_fields: dict[str, Any]
-    enriched_fields: dict[str, Any]
+    request_fields: StoredJSON
+    enriched_fields: StoredJSON
     locale: str | None
     save_return_url: str
     cancel_confirmation_url: str

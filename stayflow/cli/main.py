@@ -10,31 +10,8 @@ from typing import Any
 
 import click
 
-from stayflow.settings import ConfigError, Settings, load_settings
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings().ensure_secret_key()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def _migrate(settings: Settings) -> None:
-    from sqlalchemy.exc import OperationalError
-
-    from stayflow.db import make_engine, migrate
-
-    engine = make_engine(settings)
-    try:
-        migrate(engine)
-    except OperationalError as exc:
-        raise click.ClickException(
-            f"cannot reach the database ({engine.url.render_as_string(hide_password=True)}): "
-            f"{exc.orig}"
-        ) from exc
-    finally:
-        engine.dispose()
+from stayflow.cli.common import cli_settings, migrate_database, open_database
+from stayflow.settings import Settings
 
 
 @click.group()
@@ -54,9 +31,9 @@ def serve(host: str, port: int, no_worker: bool, workers: int) -> None:
 
     from stayflow.logs import configure_logging
 
-    settings = _settings()
+    settings = cli_settings()
     configure_logging(settings.log_level, settings.log_json)
-    _migrate(settings)
+    migrate_database(settings)
     if workers > 1:
         # Each process builds its own app from the environment.
         uvicorn.run(
@@ -90,9 +67,9 @@ def worker(concurrency: int | None) -> None:
     from stayflow.jobs.worker import Worker
     from stayflow.logs import configure_logging
 
-    settings = _settings()
+    settings = cli_settings()
     configure_logging(settings.log_level, settings.log_json)
-    _migrate(settings)
+    migrate_database(settings)
     engine = make_engine(settings)
     from stayflow.crypto import Encryptor
 
@@ -123,8 +100,8 @@ def worker(concurrency: int | None) -> None:
 @main.command()
 def migrate() -> None:
     """Apply pending database migrations."""
-    settings = _settings()
-    _migrate(settings)
+    settings = cli_settings()
+    migrate_database(settings)
     click.echo(f"database at the newest migration ({_describe_db(settings)})")
 
 
@@ -160,8 +137,8 @@ def apps_create(name: str, as_json: bool, as_env: bool) -> None:
     from stayflow.db import make_engine, make_session_factory, transaction
     from stayflow.errors import StayflowError
 
-    settings = _settings()
-    _migrate(settings)
+    settings = cli_settings()
+    migrate_database(settings)
     engine = make_engine(settings)
     try:
         with transaction(make_session_factory(engine)) as db:
@@ -196,8 +173,8 @@ def apps_list() -> None:
     from stayflow.apps import repository
     from stayflow.db import make_engine, make_session_factory
 
-    settings = _settings()
-    _migrate(settings)
+    settings = cli_settings()
+    migrate_database(settings)
     engine = make_engine(settings)
     with make_session_factory(engine)() as db:
         for app in repository.list_apps(db):
@@ -207,12 +184,9 @@ def apps_list() -> None:
 
 def _open_db() -> tuple[Any, Any, Any]:
     """(settings, engine, session factory), after migrating."""
-    from stayflow.db import make_engine, make_session_factory
-
-    settings = _settings()
-    _migrate(settings)
-    engine = make_engine(settings)
-    return settings, engine, make_session_factory(engine)
+    settings = cli_settings()
+    engine, factory = open_database(settings)
+    return settings, engine, factory
 
 
 @apps.command("delete")

@@ -143,6 +143,44 @@ class SessionCompleted(SessionBase):
     completed_at: datetime
 
 
+class AttributionChange(EventData):
+    """A watched session's status changed in attribution (docs/attribution.md)."""
+
+    session_id: str
+    subscription_id: str
+    outcome: str = Field(description="saved, deflected or canceled")
+    status: str
+    at: datetime | None = Field(None, description="When the change took effect in Stripe.")
+    cause: str | None = Field(None, description="Why a save lapsed (canceled, unpaid, ...).")
+    currency: str | None = None
+    mrr_at_session: int | None = Field(None, description="Minor units, before the offer.")
+    mrr_kept: int
+    mrr_lost: int
+    cash_collected: int = Field(description="Paid invoices since the session, minor units.")
+    reactivated_subscription_id: str | None = None
+
+
+class SaveValidated(AttributionChange):
+    event_type: ClassVar[str] = "save.validated"
+    summary: ClassVar[str] = (
+        "A save kept paying to the end of its validation window (30 days by default)."
+    )
+
+
+class SaveLapsed(AttributionChange):
+    event_type: ClassVar[str] = "save.lapsed"
+    summary: ClassVar[str] = (
+        "A save was canceled, set to cancel or went unpaid inside its window (date and cause)."
+    )
+
+
+class CancelReactivated(AttributionChange):
+    event_type: ClassVar[str] = "cancel.reactivated"
+    summary: ClassVar[str] = (
+        "A canceled session's customer started a paying subscription within 90 days."
+    )
+
+
 class WebhookEndpointDisabled(EventData):
     event_type: ClassVar[str] = "webhook.endpoint.disabled"
     summary: ClassVar[str] = (
@@ -172,6 +210,9 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         SessionCompleted,
         BillingActionSucceeded,
         BillingActionFailed,
+        SaveValidated,
+        SaveLapsed,
+        CancelReactivated,
         WebhookEndpointDisabled,
         WebhookTest,
     )

@@ -18,22 +18,18 @@ if TYPE_CHECKING:
 
 
 def _open_db() -> tuple[Engine, sessionmaker[Session]]:
-    from stayflow.cli.main import _migrate, _settings
-    from stayflow.db import make_engine, make_session_factory
+    from stayflow.cli.common import cli_settings, open_database
 
-    settings = _settings()
-    _migrate(settings)
-    engine = make_engine(settings)
-    return engine, make_session_factory(engine)
+    return open_database(cli_settings())
 
 
 def _offer_check() -> OfferCheck:
     """New or changed offers are checked against the app's Stripe account, as in the API."""
     from stayflow.billing.actions.validation import offer_check
-    from stayflow.cli.main import _settings
+    from stayflow.cli.common import cli_settings
     from stayflow.crypto import Encryptor
 
-    settings = _settings()
+    settings = cli_settings()
     return offer_check({"settings": settings, "encryptor": Encryptor(settings.secret_key)})
 
 

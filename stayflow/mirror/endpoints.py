@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request, status
 from starlette.concurrency import run_in_threadpool
 
@@ -7,11 +9,12 @@ from stayflow.billing import repository as billing_repository
 from stayflow.billing.service import NotConnected
 from stayflow.db import transaction
 from stayflow.deps import DB, CurrentApp
-from stayflow.errors import BadRequest, NotFound
+from stayflow.errors import BadRequest, NotFound, StayflowError
 from stayflow.jobs import service as jobs
 from stayflow.mirror import repository, service
 from stayflow.mirror.schemas import BackfillOut, BackfillStart, WebhookReceived
 
+log = logging.getLogger("stayflow.mirror")
 router = APIRouter(tags=["mirror"])
 
 MAX_WEBHOOK_BYTES = 1_000_000
@@ -39,7 +42,15 @@ async def stripe_webhook(app_id: str, request: Request) -> WebhookReceived:
         with transaction(state.session_factory) as db:
             return service.receive_webhook(db, state.encryptor, app_id, bytes(body), signature)
 
-    received = await run_in_threadpool(handle)
+    try:
+        received = await run_in_threadpool(handle)
+    except StayflowError as exc:
+        # Stripe retries anything but 2xx for days; the log says why it keeps coming.
+        log.warning(
+            "stripe.webhook.refused",
+            extra={"app_id": app_id, "status": exc.status_code, "reason": exc.message},
+        )
+        raise
     return WebhookReceived(event_id=received.event_id, duplicate=received.duplicate)
 
 

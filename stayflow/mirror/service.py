@@ -20,11 +20,11 @@ from stayflow.billing import service as billing_service
 from stayflow.billing.config import billing_settings
 from stayflow.billing.models import BillingConnection
 from stayflow.billing.provider import BillingProvider, InvalidWebhookSignature
-from stayflow.billing.stripe.client import verify_webhook
+from stayflow.billing.stripe.client import WEBHOOK_TOLERANCE_SECONDS, verify_webhook
 from stayflow.billing.stripe.convert import object_id
 from stayflow.crypto import Encryptor
 from stayflow.db import insert_ignoring_conflicts, utcnow
-from stayflow.errors import NotFound
+from stayflow.errors import BadRequest, NotFound
 from stayflow.jobs import service as jobs
 from stayflow.mirror import repository
 from stayflow.mirror.models import MirrorBackfill, MirrorSubscription, StripeEvent
@@ -50,6 +50,17 @@ BACKFILL_PAGES_PER_JOB = 10
 
 class UnknownApp(NotFound):
     pass
+
+
+class MalformedEvent(BadRequest):
+    """Correctly signed, but not an event this app can store (Stripe must not retry it)."""
+
+    error_type = "invalid_event"
+
+
+# Stripe's ``created`` is epoch seconds; beyond year 5000 it is not a real event.
+MAX_EVENT_CREATED = 100_000_000_000
+MAX_EVENT_ID_LENGTH = 100
 
 
 @dataclass(frozen=True)
@@ -205,13 +216,19 @@ def receive_webhook(
     secret = billing_service.webhook_secret(encryptor, conn)
     if secret is None or conn is None:
         raise InvalidWebhookSignature("this app has no Stripe webhook signing secret")
-    event = verify_webhook(payload, signature_header, secret)
+    check_signature_time(signature_header, now=time.time())
+    try:
+        event = verify_webhook(payload, signature_header, secret)
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # Signed by the app's secret but not shaped like an event (e.g. a textual `created`).
+        raise MalformedEvent(f"not a well-formed Stripe event: {type(exc).__name__}") from None
+    check_event(event.raw, conn)
     inserted = insert_ignoring_conflicts(
         db,
         StripeEvent,
         {
             "app_pk": app.id,
-            "event_id": event.id[:100],
+            "event_id": event.id,
             "type": event.type[:100],
             "object_id": (object_id(event.object) or "")[:100] or None,
             "stripe_created": event.created,
@@ -222,7 +239,7 @@ def receive_webhook(
     )
     conn.last_event_at = utcnow()
     if inserted:
-        stored = repository.get_event_by_stripe_id(db, app.id, event.id[:100])
+        stored = repository.get_event_by_stripe_id(db, app.id, event.id)
         assert stored is not None
         jobs.enqueue(
             db,
@@ -232,6 +249,45 @@ def receive_webhook(
             unique_key=f"mirror.apply_event:{stored.id}",
         )
     return ReceivedEvent(event_id=event.id, duplicate=not inserted)
+
+
+def check_signature_time(signature_header: str | None, *, now: float) -> None:
+    """Refuse a signature dated in the future beyond the tolerance (Stripe's SDK checks only
+    the past), so a signature made ahead of time cannot be replayed until then."""
+    for part in (signature_header or "").split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t":
+            try:
+                stamp = int(value)
+            except ValueError:
+                raise InvalidWebhookSignature(
+                    "bad Stripe-Signature: the timestamp is not a number"
+                ) from None
+            if stamp > now + WEBHOOK_TOLERANCE_SECONDS:
+                raise InvalidWebhookSignature(
+                    "bad Stripe-Signature: the timestamp is in the future beyond the tolerance"
+                )
+
+
+def check_event(raw: dict[str, Any], conn: BillingConnection) -> None:
+    """A signed event must be well-formed and come from the connected account and mode."""
+    event_id = raw.get("id")
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_EVENT_ID_LENGTH:
+        raise MalformedEvent(f"id must be a string of 1 to {MAX_EVENT_ID_LENGTH} characters")
+    if not event_id.isprintable():
+        raise MalformedEvent("id must be printable")
+    if not isinstance(raw.get("type"), str) or not 0 < len(raw["type"]) <= 100:
+        raise MalformedEvent("type must be a string of 1 to 100 characters")
+    created = raw.get("created")
+    if type(created) is not int or not 0 < created <= MAX_EVENT_CREATED:
+        raise MalformedEvent("created must be a whole number of seconds since 1970")
+    livemode = raw.get("livemode")
+    if livemode is not None and livemode is not bool(conn.livemode):
+        mode = "live" if conn.livemode else "test"
+        raise MalformedEvent(f"the event's livemode does not match the connected {mode} key")
+    account = raw.get("account")
+    if account is not None and account != conn.account_id:
+        raise MalformedEvent("the event's account is not the connected Stripe account")
 
 
 def _invoice_subscription(invoice: dict[str, Any]) -> str | None:

@@ -20,6 +20,7 @@ from stayflow.billing import service as billing_service
 from stayflow.billing.actions.models import BillingEvent
 from stayflow.cancel_sessions.models import CancelSession
 from stayflow.db import transaction
+from stayflow.enrichment.flatten import flatten_subscription
 from stayflow.sandbox import Sandbox
 from tests.billing_actions.helpers import Env
 
@@ -64,10 +65,19 @@ class Attribution:
         outcome: str = "saved",
         offer: dict[str, Any] | None = None,
         at: datetime | None = None,
+        enriched: bool = False,
     ) -> str:
         """A finished cancel session, as the cancel flow records it, at the sandbox's time."""
         when = at or self.now()
         offers = [offer] if offer else []
+        fields: dict[str, Any] = {}
+        if enriched:  # what the enricher stores at the page's first view
+            provider = billing_service.make_provider(
+                self.env.settings, self.sandbox.secret_key, timeout=10, retries=0
+            )
+            fields = flatten_subscription(
+                provider.retrieve_subscription(subscription_id).subscription
+            )
         with transaction(self.factory) as db:
             cs = CancelSession(
                 session_id="cs_" + secrets.token_hex(12),
@@ -76,7 +86,7 @@ class Attribution:
                 subscription_id=subscription_id,
                 signed=True,
                 request_fields={},
-                enriched_fields={},
+                enriched_fields=fields,
                 save_return_url="https://app.example.com/account",
                 cancel_confirmation_url="https://app.example.com/bye",
                 flow={"offers": offers},

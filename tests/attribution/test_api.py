@@ -39,7 +39,9 @@ def att(
     return Attribution(env, sandbox)
 
 
-def _subscription(sandbox: Sandbox, amount: int, currency: str = "usd") -> str:
+def _subscription(
+    sandbox: Sandbox, amount: int, currency: str = "usd", interval: str = "month"
+) -> str:
     client = sandbox.client()
     customer = client.v1.customers.create({"payment_method": "pm_card_visa"})
     pm = client.v1.payment_methods.list({"customer": customer.id}).data[0]
@@ -48,7 +50,7 @@ def _subscription(sandbox: Sandbox, amount: int, currency: str = "usd") -> str:
         {
             "currency": currency,
             "unit_amount": amount,
-            "recurring": {"interval": "month"},
+            "recurring": {"interval": interval},
             "product_data": {"name": "P"},
         }
     )

@@ -275,3 +275,33 @@ def test_a_cursor_older_than_30_days_falls_back_to_a_full_list(
     watch = att.watch(session)
     assert watch.status == "validated"
     assert watch.cash_collected == 2000  # the renewal's invoice came from the invoice list
+
+
+def test_a_plan_change_keeps_the_new_plans_mrr_against_the_enriched_old_one(
+    att: Attribution, subscribe: Any, stripe_client: stripe.StripeClient, make_price: Any
+) -> None:
+    sub = subscribe(2000)
+    session = att.session(
+        sub.id, "saved", offer={"id": "lite", "type": "plan_change"}, enriched=True
+    )
+    cheaper = make_price(1200, name="Lite")
+    item = sub["items"]["data"][0]["id"]
+    stripe_client.v1.subscriptions.update(
+        sub.id, {"items": [{"id": item, "price": cheaper.id}], "proration_behavior": "none"}
+    )
+    att.sync(days=1)
+    watch = att.watch(session)
+    assert (watch.mrr_at_session, watch.mrr_kept) == (2000, 1200)
+
+
+def test_a_discount_offer_replacing_an_older_discount(
+    att: Attribution, subscribe: Any, stripe_client: stripe.StripeClient
+) -> None:
+    old = stripe_client.v1.coupons.create({"percent_off": 10, "duration": "forever"})
+    sub = subscribe(2000, discounts=[{"coupon": old.id}])
+    session = att.session(sub.id, "saved", offer=DISCOUNT, enriched=True)
+    new = stripe_client.v1.coupons.create({"percent_off": 25, "duration": "forever"})
+    stripe_client.v1.subscriptions.update(sub.id, {"discounts": [{"coupon": new.id}]})
+    att.sync(days=1)
+    watch = att.watch(session)
+    assert (watch.mrr_at_session, watch.mrr_kept) == (1800, 1500)
