@@ -21,11 +21,11 @@ def _password(confirm: bool = True) -> str:
 
 def _run(work: Callable[[Any], Any]) -> Any:
     """Run ``work(db)`` in one transaction; domain errors become a message and exit code 1."""
-    from stayflow.cli.main import _open_db
+    from stayflow.cli.common import cli_settings, open_database
     from stayflow.db import transaction
     from stayflow.errors import StayflowError
 
-    _, engine, factory = _open_db()
+    engine, factory = open_database(cli_settings())
     try:
         with transaction(factory) as db:
             return work(db)
