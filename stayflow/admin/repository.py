@@ -69,3 +69,13 @@ def get_throttle(db: Session, key_hash: str) -> LoginThrottle | None:
 
 def delete_throttle(db: Session, key_hash: str) -> None:
     db.execute(delete(LoginThrottle).where(LoginThrottle.key_hash == key_hash))
+
+
+def delete_stale_throttles(db: Session, older_than: datetime) -> None:
+    """Forget counts whose window and lock are both over (they no longer matter)."""
+    db.execute(
+        delete(LoginThrottle).where(
+            LoginThrottle.window_start < older_than,
+            (LoginThrottle.locked_until.is_(None)) | (LoginThrottle.locked_until < older_than),
+        )
+    )

@@ -25,6 +25,7 @@ from stayflow.admin.models import (
 )
 from stayflow.apps import repository as apps_repository
 from stayflow.apps.models import App
+from stayflow.db import insert_ignoring_conflicts
 from stayflow.errors import BadRequest, Conflict, Forbidden, NotFound, StayflowError
 
 log = logging.getLogger("stayflow.admin")
@@ -248,10 +249,15 @@ def _locked_for(row: LoginThrottle | None, now: datetime) -> timedelta | None:
 
 
 def _note_failure(db: Session, key_hash: str, limit: int, now: datetime) -> None:
+    # Insert-or-nothing first, so two failures at once never collide on the unique key.
+    insert_ignoring_conflicts(
+        db,
+        LoginThrottle,
+        {"key_hash": key_hash, "failures": 0, "window_start": now},
+        on=["key_hash"],
+    )
     row = repository.get_throttle(db, key_hash)
-    if row is None:
-        db.add(LoginThrottle(key_hash=key_hash, failures=1, window_start=now))
-        db.flush()
+    if row is None:  # pragma: no cover - just inserted or already there
         return
     if now - row.window_start > THROTTLE_WINDOW:
         row.failures, row.window_start, row.locked_until = 0, now, None
@@ -279,6 +285,7 @@ def authenticate(db: Session, email: str, password: str, address: str, now: date
             raise SignInThrottled(
                 f"Too many failed sign-ins for {what}. Try again in {_minutes(wait)} minutes."
             )
+    repository.delete_stale_throttles(db, now - THROTTLE_WINDOW - LOCK_TIME)
     user = repository.get_user_by_email(db, email)
     ok = False
     try:

@@ -158,3 +158,26 @@ def test_next_never_leaves_the_admin(browser_client, add_user, owner):
     client = browser_client()
     response = sign_in(client, "ada@example.com", next="https://evil.example/")
     assert response.headers["location"] == "/admin"
+
+
+def test_failures_outside_the_window_do_not_add_up_and_old_counts_are_forgotten(
+    browser_client, add_user, owner, clock, session_factory
+):
+    from sqlalchemy import select
+
+    from stayflow.admin.models import LoginThrottle
+
+    add_user("ada@example.com", owner.app_id)
+    client = browser_client()
+    for _ in range(service.ACCOUNT_MAX_FAILURES - 1):
+        sign_in(client, "ada@example.com", "wrong-password-x")
+    clock.advance(minutes=16)
+    for _ in range(service.ACCOUNT_MAX_FAILURES - 1):
+        assert sign_in(client, "ada@example.com", "wrong-password-x").status_code == 401
+    assert sign_in(client, "ada@example.com").status_code == 303
+    with session_factory() as db:
+        assert len(db.scalars(select(LoginThrottle)).all()) == 1  # the address's count
+    clock.advance(minutes=31)
+    assert sign_in(browser_client(), "ada@example.com").status_code == 303
+    with session_factory() as db:
+        assert db.scalars(select(LoginThrottle)).all() == []
