@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     webhooks_timeout_seconds: float = 15.0
     # Seconds to wait before each attempt (the first is the wait before attempt 1).
     webhooks_retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
+    # Daily email digests: smtp://[user:password@]host[:port][?from=a@b&starttls=1] or smtps://
+    smtp_url: str | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -53,6 +53,20 @@ def _offer(cs: CancelSession, offer_id: str | None) -> OfferRef | None:
     return OfferRef(id=offer_id, type="unknown")
 
 
+def _text(*candidates: Any) -> str | None:
+    for value in candidates:
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def _reason_label(cs: CancelSession) -> str | None:
+    for reason in cs.flow.get("reasons", []) or []:
+        if isinstance(reason, Mapping) and reason.get("id") == cs.reason_id:
+            return _text(reason.get("label"))
+    return None
+
+
 def mrr_of(fields: Mapping[str, Any]) -> Money | None:
     """Monthly recurring revenue from the enriched price fields (None when unknown)."""
     total = 0.0
@@ -188,7 +202,24 @@ def session_completed(
             experience_id=cs.experience_id,
             experiment_id=cs.experiment_id,
             variant_id=cs.variant_id,
+            customer_name=_text(
+                fields.get("subscription.customer.name"),
+                cs.request_fields.get("full_name"),
+                " ".join(
+                    str(cs.request_fields[k])
+                    for k in ("first_name", "last_name")
+                    if cs.request_fields.get(k)
+                ),
+            ),
+            customer_email=_text(
+                fields.get("subscription.customer.email"), cs.request_fields.get("email")
+            ),
+            plan_name=_text(
+                fields.get("subscription.plan.product.name"),
+                fields.get("subscription.plan.nickname"),
+            ),
             reason_id=cs.reason_id,
+            reason_label=_reason_label(cs),
             reason_feedback=cs.reason_feedback,
             comment=cs.reason_comment,
             offers_shown=list(cs.offers_shown or []),

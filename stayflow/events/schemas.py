@@ -129,7 +129,11 @@ class SessionCompleted(SessionBase):
     experience_id: str | None = None
     experiment_id: str | None = None
     variant_id: str | None = None
+    customer_name: str | None = Field(None, description="From Stripe, else the request.")
+    customer_email: str | None = Field(None, description="From Stripe, else the request.")
+    plan_name: str | None = Field(None, description="The first item's product name.")
     reason_id: str | None = None
+    reason_label: str | None = Field(None, description="The reason as the subscriber saw it.")
     reason_feedback: str | None = None
     comment: str | None = None
     offers_shown: list[str] = Field(default_factory=list)

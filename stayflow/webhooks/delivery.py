@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from stayflow.crypto import Encryptor
@@ -32,13 +32,14 @@ from stayflow.events.models import Event
 from stayflow.events.schemas import WebhookEndpointDisabled
 from stayflow.jobs import service as jobs_service
 from stayflow.settings import Settings
-from stayflow.webhooks import signing
+from stayflow.webhooks import signing, slack
 from stayflow.webhooks.fanout import DELIVER_JOB
 from stayflow.webhooks.models import (
     DISABLED_FAILING,
     DISABLED_GONE,
     FAILED,
     PENDING,
+    SLACK,
     SUCCEEDED,
     WebhookAttempt,
     WebhookDelivery,
@@ -52,6 +53,8 @@ Clock = Callable[[], datetime]
 MAX_RETRY_AFTER = 24 * 3600.0
 # Deliveries read per query; an endpoint disabled meanwhile may still get these few.
 READ_BATCH = 20
+# An endpoint slower than this on average gets at most half a worker slot (see _pause_after).
+SLOW_ANSWER_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ class _Work:
     secrets: list[str]
     legacy: bool
     body: bytes
+    signed: bool = True
 
 
 def endpoint_secrets(ep: WebhookEndpoint, encryptor: Encryptor, now: datetime) -> list[str]:
@@ -156,7 +160,8 @@ def _read_batch(
                         ep.url,
                         secrets_,
                         ep.legacy_signature,
-                        render_body(e),
+                        slack.body(e.type, e.data) if ep.kind == SLACK else render_body(e),
+                        signed=ep.kind != SLACK,
                     )
                     for d, e in rows
                 ]
@@ -200,33 +205,65 @@ def deliver_endpoint(
             if _release(factory, endpoint_pk, ep.enqueued_seq):
                 return "idle"
             continue  # more was queued meanwhile
-        for work in batch:
+        complete = len(batch) < READ_BATCH  # the batch holds every pending delivery
+        for index, work in enumerate(batch):
             now = clock()
             if work.next_attempt_at > now:
                 wait = (work.next_attempt_at - now).total_seconds()
                 _reschedule(factory, ep.app_pk, endpoint_pk, wait)
                 return "waiting"
-            if handled >= config.max_per_run or time.monotonic() - started > config.seconds_per_run:
-                _reschedule(factory, ep.app_pk, endpoint_pk, 0.0)
+            elapsed = time.monotonic() - started
+            if handled >= config.max_per_run or elapsed > config.seconds_per_run:
+                _reschedule(factory, ep.app_pk, endpoint_pk, _pause_after(elapsed, handled))
                 return "yielded"
             stamp = int(now.timestamp())
-            headers = signing.headers(
-                work.secrets, work.msg_id, stamp, work.body, legacy=work.legacy
+            headers = (
+                signing.headers(work.secrets, work.msg_id, stamp, work.body, legacy=work.legacy)
+                if work.signed
+                else {}
             )
             result = sender.post(work.url, work.body, headers)
             handled += 1
+            released = False
             with factory() as db:
+                _relax_durability(db)
                 if result.succeeded and ep.failing_since is None:
                     recorded = _record_success(db, ep, work, result, now)
+                    if recorded and complete and index == len(batch) - 1:
+                        # The last one: stop in the same transaction unless more came.
+                        released = _release_in(db, endpoint_pk, ep.enqueued_seq)
                 else:
                     record_attempt(db, config, endpoint_pk, work.delivery_pk, result, now, clock())
                     recorded = False
                 db.commit()
+            if released:
+                return "idle"
             if not recorded:
                 break  # the endpoint's state moved: read it again
     if ep is not None:
         _reschedule(factory, ep.app_pk, endpoint_pk, 0.0)
     return "yielded"
+
+
+def _pause_after(elapsed: float, handled: int) -> float:
+    """How long a job that used up its time waits before its next run.
+
+    An endpoint answering in more than ``SLOW_ANSWER_SECONDS`` on average then waits as long
+    as it ran, so it holds at most half a worker slot; others go again at once.
+    """
+    if handled and elapsed / handled > SLOW_ANSWER_SECONDS:
+        return min(elapsed, 30.0)
+    return 0.0
+
+
+def _relax_durability(db: Session) -> None:
+    """Record an attempt without waiting for the disk (PostgreSQL).
+
+    Losing such a commit in a database crash only means the event is delivered again,
+    which at-least-once delivery (and the receiver's dedup on webhook-id) allows.
+    """
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("SET LOCAL synchronous_commit TO OFF"))
 
 
 def _record_success(
@@ -268,13 +305,18 @@ def _record_success(
 def _release(factory: sessionmaker[Session], endpoint_pk: int, seq: int | None) -> bool:
     """Give up the endpoint's job slot unless more work arrived (``seq`` moved)."""
     with factory() as db:
-        query = update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_pk)
-        if seq is not None:
-            query = query.where(WebhookEndpoint.enqueued_seq == seq)
-        result = db.execute(
-            query.values(pending_job_id=None).execution_options(synchronize_session=False)
-        )
+        released = _release_in(db, endpoint_pk, seq)
         db.commit()
+    return released
+
+
+def _release_in(db: Session, endpoint_pk: int, seq: int | None) -> bool:
+    query = update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_pk)
+    if seq is not None:
+        query = query.where(WebhookEndpoint.enqueued_seq == seq)
+    result = db.execute(
+        query.values(pending_job_id=None).execution_options(synchronize_session=False)
+    )
     return int(getattr(result, "rowcount", 0) or 0) == 1
 
 

@@ -34,6 +34,7 @@ router = APIRouter(prefix="/api/v1", tags=["webhooks"])
 def _out(ep: WebhookEndpoint) -> EndpointOut:
     return EndpointOut(
         id=ep.endpoint_id,
+        kind=ep.kind,
         url=ep.url,
         description=ep.description,
         event_types=list(ep.event_types or []),

@@ -11,7 +11,7 @@ from stayflow.db import utcnow
 from stayflow.events.models import Event
 from stayflow.events.schemas import WebhookTest
 from stayflow.jobs import service as jobs_service
-from stayflow.webhooks.models import WebhookDelivery, WebhookEndpoint
+from stayflow.webhooks.models import EMAIL_DIGEST, WebhookDelivery, WebhookEndpoint
 
 DELIVER_JOB = "webhooks.deliver"
 
@@ -31,7 +31,9 @@ def fan_out(db: Session, event: Event) -> int:
         return 0  # the test action queues it for one endpoint itself
     rows = db.execute(
         select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
-            WebhookEndpoint.app_pk == event.app_pk, WebhookEndpoint.enabled.is_(True)
+            WebhookEndpoint.app_pk == event.app_pk,
+            WebhookEndpoint.enabled.is_(True),
+            WebhookEndpoint.kind != EMAIL_DIGEST,
         )
     ).all()
     queued = 0

@@ -13,6 +13,11 @@ SUCCEEDED = "succeeded"
 FAILED = "failed"
 DELIVERY_STATUSES = (PENDING, SUCCEEDED, FAILED)
 
+WEBHOOK = "webhook"  # Standard Webhooks, signed
+SLACK = "slack"  # a Slack incoming webhook: a formatted message, unsigned
+EMAIL_DIGEST = "email_digest"  # a daily email (``url`` is mailto:), not per event
+KINDS = (WEBHOOK, SLACK, EMAIL_DIGEST)
+
 DISABLED_GONE = "gone"  # the endpoint answered 410
 DISABLED_FAILING = "failing"  # failing for 5 days
 
@@ -26,6 +31,7 @@ class WebhookEndpoint(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     endpoint_id: Mapped[str] = mapped_column(String(40), unique=True)
     app_pk: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20), default=WEBHOOK)
     url: Mapped[str] = mapped_column(String(2048))
     description: Mapped[str] = mapped_column(String(500), default="")
     # Empty: every type.

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from stayflow.events.schemas import EVENT_TYPES
 
@@ -15,11 +15,28 @@ def _check_url(value: str) -> str:
     from urllib.parse import urlsplit
 
     parts = urlsplit(value)
+    if parts.scheme == "mailto":
+        addresses = [a.strip() for a in parts.path.split(",") if a.strip()]
+        if (
+            not addresses
+            or len(addresses) > 20
+            or any(
+                a.count("@") != 1 or a.startswith("@") or a.endswith("@") or " " in a
+                for a in addresses
+            )
+        ):
+            raise ValueError("a mailto: URL needs 1 to 20 comma-separated addresses")
+        return "mailto:" + ",".join(addresses)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an absolute http(s) URL")
+        raise ValueError("must be an absolute http(s) URL (or mailto: for an email digest)")
     if parts.username or parts.password:
         raise ValueError("must not carry credentials")
     return value
+
+
+def check_kind_url(kind: str, url: str) -> None:
+    if (kind == "email_digest") != url.startswith("mailto:"):
+        raise ValueError("url: an email_digest endpoint takes a mailto: URL, and only it does")
 
 
 def _check_types(value: list[str]) -> list[str]:
@@ -32,6 +49,12 @@ def _check_types(value: list[str]) -> list[str]:
 class EndpointCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    kind: Literal["webhook", "slack", "email_digest"] = Field(
+        "webhook",
+        description="webhook (Standard Webhooks, signed), slack (a Slack incoming webhook: "
+        "one formatted message per event) or email_digest (url is mailto:...; a daily email "
+        "of the day's saves and cancels, over STAYFLOW_SMTP_URL).",
+    )
     url: str = Field(max_length=MAX_URL)
     description: str = Field("", max_length=500)
     event_types: list[str] = Field(
@@ -44,6 +67,11 @@ class EndpointCreate(BaseModel):
 
     _url = field_validator("url")(_check_url)
     _types = field_validator("event_types")(_check_types)
+
+    @model_validator(mode="after")
+    def _kind_matches_url(self) -> EndpointCreate:
+        check_kind_url(self.kind, self.url)
+        return self
 
 
 class EndpointUpdate(BaseModel):
@@ -68,6 +96,7 @@ class EndpointUpdate(BaseModel):
 
 class EndpointOut(BaseModel):
     id: str
+    kind: str
     url: str
     description: str
     event_types: list[str]

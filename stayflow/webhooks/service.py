@@ -17,13 +17,19 @@ from stayflow.events import service as events_service
 from stayflow.events.schemas import WebhookTest
 from stayflow.webhooks import fanout, signing
 from stayflow.webhooks.models import (
+    EMAIL_DIGEST,
     FAILED,
     PENDING,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
 )
-from stayflow.webhooks.schemas import EndpointCreate, EndpointUpdate, ResendRequest
+from stayflow.webhooks.schemas import (
+    EndpointCreate,
+    EndpointUpdate,
+    ResendRequest,
+    check_kind_url,
+)
 
 MAX_ENDPOINTS_PER_APP = 50
 MAX_RESEND = 10_000
@@ -74,6 +80,7 @@ def create(
     ep = WebhookEndpoint(
         endpoint_id="we_" + secrets.token_hex(12),
         app_pk=app_pk,
+        kind=body.kind,
         url=body.url,
         description=body.description,
         event_types=body.event_types,
@@ -93,6 +100,11 @@ def create(
 def update(db: Session, app_pk: int, endpoint_id: str, body: EndpointUpdate) -> WebhookEndpoint:
     ep = get(db, app_pk, endpoint_id)
     changes = body.model_dump(exclude_unset=True)
+    if changes.get("url") is not None:
+        try:
+            check_kind_url(ep.kind, changes["url"])
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
     for name in ("url", "description", "event_types", "legacy_signature"):
         if changes.get(name) is not None:
             setattr(ep, name, changes[name])
@@ -135,6 +147,12 @@ def rotate_secret(
     return EndpointWithSecret(ep, secret)
 
 
+def _per_event(ep: WebhookEndpoint) -> WebhookEndpoint:
+    if ep.kind == EMAIL_DIGEST:
+        raise BadRequest("an email_digest endpoint gets a daily email, not single events")
+    return ep
+
+
 def _has_pending(db: Session, endpoint_pk: int) -> bool:
     found = db.scalar(
         select(WebhookDelivery.id)
@@ -146,7 +164,7 @@ def _has_pending(db: Session, endpoint_pk: int) -> bool:
 
 def resend(db: Session, app_pk: int, endpoint_id: str, body: ResendRequest) -> int:
     """Queue again one event, or every delivery that failed since a time (same webhook-id)."""
-    ep = get(db, app_pk, endpoint_id)
+    ep = _per_event(get(db, app_pk, endpoint_id))
     if (body.event_id is None) == (body.failed_since is None):
         raise BadRequest("give exactly one of event_id and failed_since")
     if body.event_id is not None:
@@ -177,7 +195,7 @@ def resend(db: Session, app_pk: int, endpoint_id: str, body: ResendRequest) -> i
 
 def send_test_event(db: Session, app_pk: int, endpoint_id: str) -> int:
     """A ``webhook.test`` event in the log, queued for this endpoint only."""
-    ep = get(db, app_pk, endpoint_id)
+    ep = _per_event(get(db, app_pk, endpoint_id))
     event = events_service.emit(
         db,
         app_pk,

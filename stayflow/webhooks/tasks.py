@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from stayflow.db import utcnow
 from stayflow.jobs.registry import registry
 from stayflow.jobs.worker import ClaimedJob, JobContext, PermanentFailure
-from stayflow.webhooks import fanout
+from stayflow.webhooks import digest, fanout
 from stayflow.webhooks.delivery import DeliveryConfig, deliver_endpoint
-from stayflow.webhooks.models import PENDING, WebhookDelivery, WebhookEndpoint
+from stayflow.webhooks.models import EMAIL_DIGEST, PENDING, WebhookDelivery, WebhookEndpoint
 
 # The worker's services may carry a clock (tests move time without sleeping).
 CLOCK_SERVICE = "webhooks.clock"
@@ -52,3 +55,29 @@ def deliver(ctx: JobContext) -> None:
         job_id=ctx.job.id,
         **kwargs,
     )
+
+
+@registry.handler(digest.SCAN_DIGESTS_JOB, max_attempts=3)
+def scan_digests(ctx: JobContext) -> None:
+    if ctx.worker.services["settings"].smtp_url:
+        digest.enqueue_due(ctx.db, utcnow())
+
+
+@registry.handler(digest.SEND_DIGEST_JOB, max_attempts=10, backoff_base=60.0, backoff_max=3600.0)
+def send_digest(ctx: JobContext) -> None:
+    smtp_url = ctx.worker.services["settings"].smtp_url
+    if not smtp_url:
+        raise PermanentFailure("STAYFLOW_SMTP_URL is not set")
+    try:
+        target = digest.SmtpTarget.parse(smtp_url)
+    except digest.SmtpNotConfigured as exc:
+        raise PermanentFailure(str(exc)) from None
+    ep = ctx.db.get(WebhookEndpoint, int(ctx.payload.get("endpoint_pk", 0)))
+    if ep is None or not ep.enabled or ep.kind != EMAIL_DIGEST:
+        return
+    message = digest.compose(ctx.db, ep, date.fromisoformat(str(ctx.payload["day"])))
+    ctx.db.rollback()  # no transaction open while talking to the mail server
+    target.send(message)
+
+
+registry.schedule(digest.SCAN_DIGESTS_JOB, digest.SCAN_DIGESTS_JOB, every_seconds=3600)
