@@ -22,6 +22,7 @@ from stayflow.billing.endpoints import router as billing_router
 from stayflow.cancel_sessions.endpoints import MAX_BODY_BYTES as PRECANCEL_MAX_BYTES
 from stayflow.cancel_sessions.endpoints import admin_router as cancel_sessions_admin_router
 from stayflow.cancel_sessions.endpoints import public_router as precancel_router
+from stayflow.cancel_sessions.fastpath import PrecancelRoute
 from stayflow.crypto import Encryptor
 from stayflow.db import make_engine, make_session_factory
 from stayflow.enrichment.endpoints import router as enrichment_router
@@ -151,7 +152,10 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.state.worker = None
     install_error_handlers(app)
     install_openapi(app)
-    # Added first, so it runs inside the request-id middleware (refusals get an id too).
+    # Precancel's own route, innermost of the middleware: input limits, the request id and
+    # metrics still wrap it; it runs in front of the router (see cancel_sessions/fastpath.py).
+    app.add_middleware(PrecancelRoute)
+    # Inside the request-id middleware (refusals get an id too), outside precancel's route.
     app.add_middleware(
         InputLimits,
         caps=[

@@ -302,6 +302,13 @@ class BillingBusy(BillingUnavailable):
         self.retry_after = retry_after
 
 
+class BillingOfferRefused(BillingInvalidRequest):
+    """Stripe refused what an offer names (a coupon, promotion code or price gone or
+    inactive), not the subscription: retrying cannot help, another offer might."""
+
+    error_type = "billing_offer_refused"
+
+
 class BillingIdempotencyConflict(BillingInvalidRequest):
     """The same Idempotency-Key was used with other parameters (Stripe's idempotency_error)."""
 

@@ -259,7 +259,13 @@ def list_sessions(
 
 @admin_router.get("/cancel-sessions/{session_id}", response_model=CancelSessionOut)
 def get_session(session_id: str, db: DB, app: CurrentApp) -> CancelSessionOut:
+    from stayflow.page import i18n
+    from stayflow.page.result import describe
+
     found = repository.get(db, app, session_id)
     if found is None:
         raise NotFound(f"no cancel session {session_id!r}")
-    return CancelSessionOut.model_validate(found)
+    out = CancelSessionOut.model_validate(found)
+    if found.finished:
+        out.result = describe(db, found, i18n.negotiate(found.locale, None))
+    return out

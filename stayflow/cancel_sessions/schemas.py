@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from stayflow.ops.input_limits import json_safe
+from stayflow.page.schemas import ResultOut
 
 # Stored fields are read through json_safe: a row stored before the edge checks (or by
 # hand) that nests too deep must not make the whole admin list fail.
@@ -76,6 +77,12 @@ class CancelSessionOut(BaseModel):
     reason_at: datetime | None
     outcome_at: datetime | None
     expires_at: datetime
+    result: ResultOut | None = Field(
+        default=None,
+        description="One session only: what its outcome did, in the subscriber's language, as "
+        "the result page says it (a cancel's effective date and that no further charge "
+        "will be made).",
+    )
 
 
 class CancelSessionList(BaseModel):

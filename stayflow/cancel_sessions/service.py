@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +31,7 @@ from stayflow.cancel_sessions.models import (
     SAVED,
     CancelSession,
 )
+from stayflow.cancel_sessions.randomness import random_bytes
 from stayflow.cancel_sessions.schemas import PrecancelRequest
 from stayflow.cancel_sessions.settings import CancelFlowSettings
 from stayflow.errors import BadRequest, Conflict, NotFound, StayflowError
@@ -164,7 +164,7 @@ def prepare_session(
     # The body's size is capped before parsing, which bounds the stored fields too.
     fields = request.model_dump(exclude={"auth_hash"}, exclude_none=True)
     # One read of the OS's randomness for both: the page token and the public id.
-    random = os.urandom(TOKEN_BYTES + 12)
+    random = random_bytes(TOKEN_BYTES + 12)
     token = base64.urlsafe_b64encode(random[:TOKEN_BYTES]).rstrip(b"=").decode()
     row: dict[str, Any] = {
         "session_id": "cs_" + random[TOKEN_BYTES:].hex(),
@@ -351,6 +351,23 @@ def accept_offer(
     # --- event log (webhooks) -------------------------------------------------------------
     session_events.session_saved(db, cs, now)
     return ActionResult(outcome, destination(cs, snap))
+
+
+def reopen_after_refusal(db: Session, cs: CancelSession, offer_id: str) -> bool:
+    """Stripe refused the accepted offer at once: nothing is saved, the session is open again
+    (the subscriber chooses another offer or cancels). False if the outcome moved on."""
+    result = db.execute(
+        update(CancelSession)
+        .where(
+            CancelSession.id == cs.id,
+            CancelSession.outcome == SAVED,
+            CancelSession.offer_accepted_id == offer_id,
+        )
+        .values(outcome=None, outcome_at=None, offer_accepted_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    db.refresh(cs)
+    return int(getattr(result, "rowcount", 0) or 0) == 1
 
 
 def deflect(db: Session, cs: CancelSession, snap: FlowSnapshot, now: datetime) -> ActionResult:

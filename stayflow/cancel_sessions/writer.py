@@ -8,7 +8,11 @@ request. Under light load a batch is one row and costs what a direct insert
 does; under heavy load a commit is shared by many requests.
 
 The writer thread starts on the first write and ends after ``IDLE_SECONDS``
-without work, so an idle app holds no thread.
+without work, so an idle app holds no thread. While it runs it keeps one connection of
+its own with one prepared INSERT: a batch is BEGIN, one executemany, COMMIT, with no pool
+checkout (and no liveness ping on PostgreSQL) per batch. On PostgreSQL that connection is
+taken out of the pool and runs with ``synchronous_commit off`` for its whole life (set
+once, not per batch), then is closed, so the setting never reaches a pooled connection.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Connection, Engine, insert
 
 from stayflow.cancel_sessions.models import CancelSession
 
@@ -37,10 +41,26 @@ class _Pending:
     loop: asyncio.AbstractEventLoop
 
 
+class _Failed(Exception):
+    """An insert failed with ``error``; carries the connection to go on with."""
+
+    def __init__(self, conn: Connection | None, error: Exception) -> None:
+        super().__init__("insert failed")
+        self.conn = conn
+        self.error = error
+
+
 class SessionWriter:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._queue: queue.Queue[_Pending] = queue.Queue()
+        self._statement = insert(CancelSession)
+        # Rows cross between the event loop and the thread in groups, both ways: what one
+        # turn of a loop wrote is handed over at once (one wake-up of the thread, not one
+        # per row), and a batch's answers go back in one call per loop (one wake-up of the
+        # loop). Each wake-up is a system call, which the profile showed per request.
+        self._queue: queue.Queue[list[_Pending]] = queue.Queue()
+        self._gathering: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+        self._carried: list[_Pending] = []  # taken from the queue beyond MAX_BATCH
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -48,9 +68,18 @@ class SessionWriter:
         """Insert ``row``; returns once it is committed (raises if it could not be)."""
         loop = asyncio.get_running_loop()
         pending = _Pending(row, loop.create_future(), loop)
-        self._queue.put(pending)
-        self._ensure_thread()
+        group = self._gathering.get(loop)
+        if group is None:
+            group = self._gathering[loop] = []
+            loop.call_soon(self._hand_over, loop)  # at the end of this turn of the loop
+        group.append(pending)
         await pending.future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        group = self._gathering.pop(loop, None)
+        if group:
+            self._queue.put(group)
+            self._ensure_thread()
 
     def _ensure_thread(self) -> None:
         with self._lock:
@@ -61,64 +90,105 @@ class SessionWriter:
                 self._thread.start()
 
     def _run(self) -> None:
-        while True:
-            try:
-                first = self._queue.get(timeout=IDLE_SECONDS)
-            except queue.Empty:
-                with self._lock:
-                    # Re-check under the lock: a writer may have queued just now.
-                    if self._queue.empty():
-                        self._thread = None
-                        return
-                continue
-            batch = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            self._commit(batch)
-
-    def _insert(self, rows: list[dict[str, Any]]) -> None:
-        with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                # A session start lost to a server crash costs one more click on Cancel;
-                # outcomes are committed durably elsewhere. Not waiting for the WAL flush
-                # here is what lets precancel keep up with a burst.
-                conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
-            conn.execute(insert(CancelSession), rows)
-
-    def _commit(self, batch: list[_Pending]) -> None:
+        conn: Connection | None = None
         try:
-            self._insert([p.row for p in batch])
-        except Exception as exc:
+            while True:
+                batch, self._carried = self._carried, []
+                if not batch:
+                    try:
+                        batch = self._queue.get(timeout=IDLE_SECONDS)
+                    except queue.Empty:
+                        with self._lock:
+                            # Re-check under the lock: a writer may have queued just now.
+                            if self._queue.empty():
+                                self._thread = None
+                                return
+                        continue
+                while len(batch) < MAX_BATCH:
+                    try:
+                        batch.extend(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                batch, self._carried = batch[:MAX_BATCH], batch[MAX_BATCH:]
+                conn = self._commit(conn, batch)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _connect(self) -> Connection:
+        conn = self.engine.connect()
+        if conn.dialect.name == "postgresql":
+            # A session start lost to a server crash costs one more click on Cancel;
+            # outcomes are committed durably elsewhere. Not waiting for the WAL flush
+            # here is what lets precancel keep up with a burst. The connection leaves the
+            # pool (closed when the thread ends), so no other work inherits the setting.
+            conn.detach()
+            conn.exec_driver_sql("SET synchronous_commit TO OFF")
+            conn.commit()
+        return conn
+
+    def _insert(self, conn: Connection | None, rows: list[dict[str, Any]]) -> Connection | None:
+        """Insert ``rows`` in one transaction; returns the connection to keep using (None
+        when it broke: the next batch opens another)."""
+        for attempt in (1, 2):
+            if conn is None:
+                conn = self._connect()
+            try:
+                with conn.begin():
+                    conn.execute(self._statement, rows)
+                return conn
+            except Exception as exc:
+                broken = conn.invalidated or conn.closed
+                if broken:
+                    conn.close()
+                    conn = None
+                if broken and attempt == 1:
+                    continue  # lost while idle (a database restart): once more, on a new one
+                raise _Failed(conn, exc) from exc
+        raise AssertionError("unreachable")
+
+    def _commit(self, conn: Connection | None, batch: list[_Pending]) -> Connection | None:
+        try:
+            conn = self._insert(conn, [p.row for p in batch])
+        except _Failed as failed:
+            conn = failed.conn
             if len(batch) == 1:
-                self._answer(batch[0], exc)
-                return
+                self._answer([(batch[0], failed.error)])
+                return conn
             # One bad row must not fail the others: retry them one by one.
             log.warning("cancel_sessions.batch_insert_failed", extra={"rows": len(batch)})
+            answers: list[tuple[_Pending, BaseException | None]] = []
             for pending in batch:
                 try:
-                    self._insert([pending.row])
-                except Exception as single:
-                    self._answer(pending, single)
+                    conn = self._insert(conn, [pending.row])
+                except _Failed as single:
+                    conn = single.conn
+                    answers.append((pending, single.error))
                 else:
-                    self._answer(pending, None)
-            return
-        for pending in batch:
-            self._answer(pending, None)
+                    answers.append((pending, None))
+            self._answer(answers)
+            return conn
+        self._answer([(pending, None) for pending in batch])
+        return conn
 
     @staticmethod
-    def _answer(pending: _Pending, error: BaseException | None) -> None:
-        def settle() -> None:
-            if pending.future.done():
-                return
-            if error is None:
-                pending.future.set_result(None)
-            else:
-                pending.future.set_exception(error)
+    def _answer(answers: list[tuple[_Pending, BaseException | None]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Pending, BaseException | None]]]
+        by_loop = {}
+        for pending, error in answers:
+            by_loop.setdefault(pending.loop, []).append((pending, error))
+        for loop, settled in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, settled)
+            except RuntimeError:  # the request's loop is gone (server shut down)
+                pass
 
-        try:
-            pending.loop.call_soon_threadsafe(settle)
-        except RuntimeError:  # the request's loop is gone (server shut down)
-            pass
+
+def _settle(answers: list[tuple[_Pending, BaseException | None]]) -> None:
+    for pending, error in answers:
+        if pending.future.done():
+            continue
+        if error is None:
+            pending.future.set_result(None)
+        else:
+            pending.future.set_exception(error)

@@ -107,6 +107,20 @@ class BillingActionFailed(BillingActionResult):
     summary: ClassVar[str] = "An accepted offer or a cancel could not be applied (for good)."
 
 
+class BillingOfferRefused(BillingActionResult):
+    event_type: ClassVar[str] = "billing.offer.refused"
+    summary: ClassVar[str] = (
+        "Stripe refused an accepted offer (its coupon, promotion code or price gone since the "
+        "flows were saved), or the offer did not fit the subscription. Within the subscriber's "
+        "request nothing is saved: they are back on the offers, without that offer."
+    )
+    scope: str = Field(
+        description="offer: Stripe refused what the offer names (hidden from everyone until "
+        "the flows are saved again); subscription: only this subscription cannot take it"
+    )
+    flows_version: int = Field(description="The flows version the offer was refused under.")
+
+
 class BillingOutcome(BaseModel):
     action: str = Field(description="apply_offer or cancel")
     status: str = Field(description="applied, skipped (nothing sent) or failed")
@@ -214,6 +228,7 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         SessionCompleted,
         BillingActionSucceeded,
         BillingActionFailed,
+        BillingOfferRefused,
         SaveValidated,
         SaveLapsed,
         CancelReactivated,

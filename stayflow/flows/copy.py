@@ -12,15 +12,33 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import Template, TemplateSyntaxError, nodes
+from babel import UnknownLocaleError
+from babel import dates as babel_dates
+from jinja2 import Template, TemplateSyntaxError, nodes, pass_context
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 log = logging.getLogger("stayflow.flows.copy")
 
-SAFE_FILTERS = ("default", "d", "upper", "lower", "title", "capitalize", "trim", "round", "int")
+SAFE_FILTERS = (
+    "default",
+    "d",
+    "upper",
+    "lower",
+    "title",
+    "capitalize",
+    "trim",
+    "round",
+    "int",
+    "date",
+)
+# The render context's locale, for the ``date`` filter (a name copy itself cannot use).
+LOCALE_KEY = "_locale"
+DATE_FORMATS = ("short", "medium", "long", "full")
 _ALLOWED_NODES = (
     nodes.Template,
     nodes.Output,
@@ -35,9 +53,51 @@ _LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _MERGE_TAG = re.compile(r"\{\{.*?\}\}", re.S)
 
 
+def as_date(value: Any) -> date | None:
+    """A merge field as a date: Stripe's epoch seconds, an ISO string, a date or datetime."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, int | float):
+        try:
+            return datetime.fromtimestamp(value, UTC).date()
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str) and value.strip():
+        text = value.strip()
+        if text.isdigit():
+            return as_date(int(text))
+        try:
+            return as_date(datetime.fromisoformat(text.replace("Z", "+00:00")))
+        except ValueError:
+            return None
+    return None
+
+
+def format_date(value: Any, locale: str, style: str = "long") -> str:
+    """``value`` as the locale writes a date (Babel); empty when it is not a date."""
+    found = as_date(value)
+    if found is None:
+        return ""
+    style = style if style in DATE_FORMATS else "long"
+    try:
+        return babel_dates.format_date(found, format=style, locale=locale.replace("-", "_"))
+    except (ValueError, UnknownLocaleError):
+        return babel_dates.format_date(found, format=style, locale="en")
+
+
+@pass_context
+def _date_filter(context: Context, value: Any, style: str = "long") -> str:
+    return format_date(value, str(context.get(LOCALE_KEY) or "en"), str(style))
+
+
 def _make_env() -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(autoescape=False, auto_reload=False, cache_size=0)
-    env.filters = {name: env.filters[name] for name in SAFE_FILTERS}
+    env.filters = {name: env.filters[name] for name in SAFE_FILTERS if name != "date"}
+    env.filters["date"] = _date_filter
     env.tests = {}
     env.globals = {}
     return env
@@ -90,15 +150,18 @@ def _compiled(source: str) -> Template:
     return _ENV.from_string(source)
 
 
-def render_copy(source: str | None, fields: Mapping[str, Any]) -> str:
-    """Fill merge fields from ``fields``; a missing field renders empty unless defaulted."""
+def render_copy(source: str | None, fields: Mapping[str, Any], locale: str = "en") -> str:
+    """Fill merge fields from ``fields``; a missing field renders empty unless defaulted.
+
+    ``locale`` is the page's language, for ``{{ subscription.current_period_end | date }}``.
+    """
     if not source:
         return ""
     if "{{" not in source:
         return source
     try:
         validate_copy(source)
-        return _compiled(source).render(dict(fields))
+        return _compiled(source).render({**fields, LOCALE_KEY: locale})
     except Exception:  # a bad template must never break the cancel page
         log.warning("flows.copy.render_failed")
         return _MERGE_TAG.sub("", source)

@@ -66,3 +66,16 @@ def enqueue(
 def counts_by_status(db: Session) -> dict[str, int]:
     rows = db.execute(select(Job.status, func.count()).group_by(Job.status)).all()
     return {status: count for status, count in rows}
+
+
+def retire_unique_key(db: Session, unique_key: str) -> None:
+    """Free a finished job's unique key (in the caller's transaction), keeping the row, so
+    the same key can be enqueued again (e.g. a refused offer, then another one accepted)."""
+    from sqlalchemy import String, cast, literal, update
+
+    db.execute(
+        update(Job)
+        .where(Job.unique_key == unique_key, Job.status.in_(("succeeded", "dead")))
+        .values(unique_key=literal(f"{unique_key}:retired:", String) + cast(Job.id, String))
+        .execution_options(synchronize_session=False)
+    )

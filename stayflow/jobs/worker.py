@@ -87,7 +87,7 @@ class JobExecutor:
     """Runs claimed jobs and records their outcomes; no threads of its own.
 
     ``Worker`` adds the claiming loops; a request that runs its own job at once (the billing
-    actions' first attempt) uses an executor directly with ``claim_unique``.
+    actions' first attempt) uses an executor directly with ``reserve_unique``.
     """
 
     def __init__(
@@ -108,25 +108,26 @@ class JobExecutor:
         self._held: set[int] = set()
         self._held_lock = threading.Lock()
 
-    def claim_unique(self, unique_key: str) -> ClaimedJob | None:
-        """Claim the queued job with this unique key, if no one else has it."""
+    def reserve_unique(self, db: Session, unique_key: str) -> ClaimedJob | None:
+        """Claim the queued job with this unique key inside the caller's transaction.
+
+        Called in the transaction that enqueues the job, the claim commits with the job
+        itself: no worker ever sees it queued, so the caller owns its first attempt. Should
+        the caller die before running it, the lease runs out and any worker takes it back.
+        """
         now = utcnow()
-        with self.session_factory() as db:
-            row = db.execute(
-                update(Job)
-                .where(Job.unique_key == unique_key, Job.status == QUEUED)
-                .values(
-                    status=RUNNING,
-                    locked_by=self.worker_id,
-                    locked_until=now + self.lease,
-                    attempts=Job.attempts + 1,
-                )
-                .returning(
-                    Job.id, Job.name, Job.payload, Job.attempts, Job.max_attempts, Job.app_pk
-                )
-                .execution_options(synchronize_session=False)
-            ).first()
-            db.commit()
+        row = db.execute(
+            update(Job)
+            .where(Job.unique_key == unique_key, Job.status == QUEUED)
+            .values(
+                status=RUNNING,
+                locked_by=self.worker_id,
+                locked_until=now + self.lease,
+                attempts=Job.attempts + 1,
+            )
+            .returning(Job.id, Job.name, Job.payload, Job.attempts, Job.max_attempts, Job.app_pk)
+            .execution_options(synchronize_session=False)
+        ).first()
         if row is None:
             return None
         with self._held_lock:

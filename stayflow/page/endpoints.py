@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import ValidationError
 
 from stayflow.billing.actions import inline as billing_inline
+from stayflow.billing.actions import service as billing_service
 from stayflow.cancel_sessions import service as sessions
 from stayflow.db import utcnow
 from stayflow.deps import DB, SettingsDep
@@ -24,7 +25,7 @@ from stayflow.errors import BadRequest, Forbidden, StayflowError
 from stayflow.page import i18n, rendering
 from stayflow.page import service as page_service
 from stayflow.page.i18n import N_
-from stayflow.page.schemas import ActionBody, ActionResultOut, PageModel
+from stayflow.page.schemas import ActionBody, ActionResultOut, PageModel, ResultOut
 from stayflow.webhooks import passthru
 
 router = APIRouter(tags=["cancel page"])
@@ -155,6 +156,33 @@ def _html_message(
     return HTMLResponse(body, status, headers=_security_headers(nonce, []))
 
 
+def _html_result(
+    request: Request, state: page_service.PageState, status: int = 200
+) -> HTMLResponse:
+    """The last step, branded like the flow: what happened, and on to the business if it
+    gave a URL. A reopened finished link shows the same."""
+    gettext = state.gettext
+    if state.result is None:
+        state.result = result_of(request, state)
+    destination = sessions.destination(state.cs, state.snap)
+    nonce = secrets.token_urlsafe(16)
+    body = rendering.render_result(
+        state.locale,
+        nonce=nonce,
+        result=state.result,
+        link=(gettext("Continue"), destination) if destination else None,
+        brand=page_service.branding(state.snap),
+    )
+    return HTMLResponse(body, status, headers=_security_headers(nonce, [destination or ""]))
+
+
+def result_of(request: Request, state: page_service.PageState) -> ResultOut:
+    from stayflow.page.result import describe
+
+    with request.app.state.session_factory() as db:
+        return describe(db, state.cs, state.locale)
+
+
 def _html_problem(
     request: Request, exc: StayflowError, state: page_service.PageState | None
 ) -> HTMLResponse:
@@ -176,15 +204,7 @@ def _html_problem(
             link=back,
         )
     if isinstance(exc, sessions.SessionFinished) and state is not None:
-        destination = sessions.destination(state.cs, state.snap)
-        return _html_message(
-            request,
-            409,
-            gettext("This request is already complete"),
-            gettext("There is nothing more to do here. Thank you."),
-            locale=locale,
-            link=(gettext("Continue"), destination),
-        )
+        return _html_result(request, state, 409)
     if isinstance(exc, CsrfFailed):
         return _html_message(
             request,
@@ -238,7 +258,7 @@ def show_page(
     if page.step == "expired":
         return _html_problem(request, sessions.SessionExpired("expired"), state)
     if page.step == "finished":
-        return _html_problem(request, sessions.SessionFinished("finished"), state)
+        return _html_result(request, state)
     return _html_page(state, page)
 
 
@@ -264,6 +284,9 @@ def _run_action(
         if action == "reason":
             sessions.record_reason(db, state.cs, state.snap, body.reason_id, body.comment, now)
         elif action == "accept":
+            if body.offer_id in state.hidden_offers:
+                # Refused by Stripe before (or to this subscriber): not on offer any more.
+                raise sessions.UnknownChoice("that offer is not available in this session")
             result = sessions.accept_offer(db, state.cs, state.snap, body.offer_id, now)
         elif action == "deflect":
             result = sessions.deflect(db, state.cs, state.snap, now)
@@ -281,8 +304,10 @@ def _run_action(
             raise
         return _html_problem(request, exc, state)
     billing = None
+    refused = False
     if result is not None:
-        # Commits the outcome and its job, then tries the billing action once, briefly.
+        # Commits the outcome and its job (claimed by this request), runs the billing
+        # action's attempt, or waits for it when another request owns it.
         billing = billing_inline.after_outcome(
             db,
             request.app.state.session_factory,
@@ -291,6 +316,14 @@ def _run_action(
             action,
             replayed=result.replayed,
         )
+        if billing == "refused" and action == "accept":
+            # Stripe refused the offer itself: nothing is saved, back to the offers.
+            offer_id = billing_service.release_refused_offer(db, state.cs.session_id)
+            refused = offer_id is not None and sessions.reopen_after_refusal(db, state.cs, offer_id)
+        page_service.refresh(db, state)
+    if refused:
+        result = None
+    elif result is not None:
         # A pass-thru URL (webhooks), if the business set one for this outcome, replaces
         # the destination: the subscriber arrives there with a signed token.
         result = dataclasses.replace(
@@ -308,29 +341,29 @@ def _run_action(
         page = _page(request, state, secret_key)
         out = ActionResultOut(
             outcome=result.outcome if result else None,
-            redirect_url=result.redirect_url if result else None,
+            redirect_url=(result.redirect_url or None) if result else None,
             replayed=result.replayed if result else False,
             billing=billing,
             page=page,
         )
         return JSONResponse(out.model_dump(mode="json", by_alias=True))
+    if refused:
+        page = _page(request, state, secret_key)
+        message = state.gettext(
+            "Sorry, this offer is no longer available. Please choose another option, or "
+            "cancel if you prefer."
+        )
+        return _html_page(state, page, error=message, status=200)
     if result is None:
         return RedirectResponse(f"/c/{token}", status_code=303)
-    if billing in ("processing", "failed") and not result.replayed:
+    if billing in ("processing", "failed", "refused"):
         # Stripe did not confirm within the request: the job goes on retrying (or the
-        # business is told it failed). Say the request is in hand, with no button that
-        # could send it twice, and let the subscriber go on.
-        gettext = state.gettext
-        return _html_message(
-            request,
-            200,
-            gettext("We are processing your request"),
-            gettext(
-                "We have received it and are finishing it now. You do not need to do anything else."
-            ),
-            locale=state.locale,
-            link=(gettext("Continue"), result.redirect_url),
-        )
+        # business is told it failed). Say what will happen, with no button that could
+        # send it twice, and let the subscriber go on.
+        return _html_result(request, state)
+    if not result.redirect_url:
+        # No business page to go back to: the last step is ours (/c/{token}, finished).
+        return RedirectResponse(f"/c/{token}", status_code=303)
     return RedirectResponse(result.redirect_url, status_code=303)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from stayflow.page import i18n
-from stayflow.page.schemas import BrandingOut, PageModel
+from stayflow.page.schemas import BrandingOut, PageModel, ResultOut
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -64,6 +64,29 @@ def render_message(
         document_title=heading,
         heading=heading,
         message=message,
+        link_label=link[0] if link else None,
+        link_url=link[1] if link else None,
+        _=translations.gettext,
+        ngettext=translations.ngettext,
+    )
+
+
+def render_result(
+    locale: str,
+    *,
+    nonce: str,
+    result: ResultOut,
+    link: tuple[str, str] | None,
+    brand: BrandingOut,
+) -> str:
+    """The last step: what happened (``result``), branded like the flow."""
+    translations = i18n.translations(locale)
+    return _env.get_template("result.html").render(
+        brand=brand,
+        locale=locale,
+        nonce=nonce,
+        document_title=result.heading,
+        result=result,
         link_label=link[0] if link else None,
         link_url=link[1] if link else None,
         _=translations.gettext,

@@ -48,6 +48,18 @@ class Actions(BaseModel):
     cancel: str
 
 
+class ResultOut(BaseModel):
+    """What a finished session did, as the subscriber reads it."""
+
+    state: Literal["done", "processing", "failed"] = Field(
+        description="done: applied (or nothing to apply); processing: our billing provider "
+        "did not confirm in time and the change is being retried; failed: it could not be "
+        "applied and the business has been told."
+    )
+    heading: str
+    message: str = Field(description="The sentence that says what happened, e.g. the date.")
+
+
 class PageModel(BaseModel):
     session_id: str
     step: Step = Field(
@@ -69,6 +81,9 @@ class PageModel(BaseModel):
     redirect_url: str | None = Field(
         default=None, description="For a finished session: where its outcome leads."
     )
+    result: ResultOut | None = Field(
+        default=None, description="For a finished session: what happened, in its language."
+    )
 
     model_config = {"populate_by_name": True}
 
@@ -77,11 +92,12 @@ class ActionResultOut(BaseModel):
     outcome: str | None
     redirect_url: str | None
     replayed: bool = False
-    billing: Literal["done", "processing", "failed"] | None = Field(
+    billing: Literal["done", "processing", "failed", "refused"] | None = Field(
         default=None,
         description="For an accepted offer or a cancel: done (applied in Stripe, or nothing to "
         "send), processing (being retried: tell the subscriber it is being processed, do not "
-        "ask for a second click) or failed.",
+        "ask for a second click), failed, or refused (Stripe refused the offer: nothing was "
+        "saved and the session is back on its offers step, without that offer).",
     )
     page: PageModel
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from stayflow.page.schemas import (
     OfferOut,
     PageModel,
     ReasonOut,
+    ResultOut,
     Step,
 )
 
@@ -43,6 +44,10 @@ class PageState:
     settings: CancelFlowSettings
     snap: FlowSnapshot
     locale: str
+    # Offers not to show: refused by Stripe under the current flows, or to this session.
+    hidden_offers: frozenset[str] = frozenset()
+    # For a finished session: what happened, in the subscriber's language.
+    result: ResultOut | None = field(default=None)
 
     @property
     def gettext(self) -> Gettext:
@@ -67,7 +72,23 @@ def load(
     else:
         snap = sessions.ensure_assigned(db, cs, app, enricher_from(services), now)
     locale = i18n.negotiate(cs.locale, accept_language)
-    return PageState(cs, app, read_settings(app), snap, locale)
+    state = PageState(cs, app, read_settings(app), snap, locale)
+    refresh(db, state)
+    return state
+
+
+def refresh(db: Session, state: PageState) -> None:
+    """(Re)compute what depends on billing: hidden offers, or the finished session's result."""
+    from stayflow.billing.actions.service import refused_offers
+    from stayflow.page.result import describe
+
+    cs = state.cs
+    if cs.finished:
+        state.result = describe(db, cs, state.locale)
+        state.hidden_offers = frozenset()
+    else:
+        state.result = None
+        state.hidden_offers = frozenset(refused_offers(db, cs.app_pk, cs.session_id))
 
 
 def _empty_flow() -> dict[str, Any]:
@@ -156,10 +177,27 @@ def _offer_out(offer: Offer, state: PageState, fields: Mapping[str, Any]) -> Off
     return OfferOut(
         id=offer.id,
         type=offer.type,
-        headline=render_copy(copy["headline"], fields) or headline,
-        body=render_copy(copy["body"], fields) if copy["body"] else body,
-        button=render_copy(copy["button"], fields) or button,
+        headline=render_copy(copy["headline"], fields, state.locale) or headline,
+        body=render_copy(copy["body"], fields, state.locale) if copy["body"] else body,
+        button=render_copy(copy["button"], fields, state.locale) or button,
         details=details,
+    )
+
+
+def branding(snap: FlowSnapshot) -> BrandingOut:
+    """The experience's branding (the result page wears it too)."""
+    found = snap.experience.branding
+    return BrandingOut(
+        company_name=found.company_name if found else None,
+        logo=found.logo if found else None,
+        **{
+            k: v
+            for k, v in {
+                "primary_color": found.primary_color if found else None,
+                "background_color": found.background_color if found else None,
+            }.items()
+            if v
+        },
     )
 
 
@@ -171,7 +209,10 @@ def step_of(state: PageState, now: datetime, wanted: str | None = None) -> Step:
         return "expired"
     if state.snap.reasons and (cs.reason_id is None or wanted == "reason"):
         return "reason"
-    return "offers" if offers_for_reason(state.snap, cs.reason_id) else "confirm"
+    shown = [
+        o for o in offers_for_reason(state.snap, cs.reason_id) if o.id not in state.hidden_offers
+    ]
+    return "offers" if shown else "confirm"
 
 
 def build(
@@ -196,7 +237,9 @@ def build(
         "confirm_title": _("Confirm your cancellation"),
         "confirm_body": _("Your subscription will be cancelled. You can come back any time."),
     }
-    copy = Copy(**{k: render_copy(exp_copy.get(k), fields) or v for k, v in defaults.items()})
+    copy = Copy(
+        **{k: render_copy(exp_copy.get(k), fields, state.locale) or v for k, v in defaults.items()}
+    )
     reasons = []
     for reason in snap.reasons:
         if snap.builtin_reasons:
@@ -205,29 +248,23 @@ def build(
             label = render_copy(
                 _localized({"label": reason.label}, reason.translations, state.locale)["label"],
                 fields,
+                state.locale,
             )
         reasons.append(ReasonOut(id=reason.id, label=label, comment=reason.comment))
     offers: list[OfferOut] = []
     if step in ("offers", "reason", "confirm"):
         fitting = offers_for_reason(snap, cs.reason_id if step != "reason" else None)
         # Not an offer this subscriber's billing cannot take (a pause over an annual renewal).
-        fitting = [o for o in fitting if offer_shown(o.model_dump(), cs.enriched_fields, now)]
+        fitting = [
+            o
+            for o in fitting
+            if o.id not in state.hidden_offers
+            and offer_shown(o.model_dump(), cs.enriched_fields, now)
+        ]
         if step == "offers":
             sessions.note_offers_shown(cs, [o.id for o in fitting])
         offers = [_offer_out(o, state, fields) for o in fitting] if step == "offers" else []
-    branding = exp.branding
-    brand = BrandingOut(
-        company_name=branding.company_name if branding else None,
-        logo=branding.logo if branding else None,
-        **{
-            k: v
-            for k, v in {
-                "primary_color": branding.primary_color if branding else None,
-                "background_color": branding.background_color if branding else None,
-            }.items()
-            if v
-        },
-    )
+    brand = branding(snap)
     redirect_url = None
     if cs.finished:
         redirect_url = sessions.destination(cs, snap)
@@ -251,5 +288,6 @@ def build(
         ),
         branding=brand,
         return_url=cs.save_return_url,
-        redirect_url=redirect_url,
+        redirect_url=redirect_url or None,
+        result=state.result,
     )

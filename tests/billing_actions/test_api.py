@@ -130,7 +130,10 @@ def test_failed_action_in_admin_api_and_events(
     assert [(e["type"], e["data"]["session_id"]) for e in events] == [
         ("billing.action.succeeded", applied),
         ("billing.action.failed", failed),
+        ("billing.offer.refused", failed),
     ]
+    assert events[-1]["data"]["offer_id"] == "off"
+    assert events[-1]["data"]["scope"] == "offer"
     assert (
         stripe_api.get(f"/api/v1/billing/actions/{applied}", headers=other.headers).status_code
         == 404

@@ -169,7 +169,10 @@ def test_html_page_says_processing_without_a_button_that_sends_it_twice(
         follow_redirects=False,
     )
     assert answer.status_code == 200, answer.text
-    assert "We are processing your request" in answer.text
+    # It says what will happen and that nothing more is needed.
+    assert "Your cancellation is on its way" in answer.text
+    assert "no further charge will be made" in answer.text
+    assert "You do not need to do anything else" in answer.text
     assert "<form" not in answer.text and "<button" not in answer.text
     confirmation = stripe_api.get(f"/c/{token}", headers=JSON).json()
     assert confirmation["step"] == "finished"

@@ -276,7 +276,7 @@ def test_plan_change_to_another_currency_fails(
     env.run_jobs()
     action = env.action(session_id)
     assert action.status == "failed"
-    assert "EUR" in (action.error or "")
+    assert eur.id in (action.error or "") and "currency" in (action.error or "")
     assert eur.id not in item_prices(retrieve(stripe_client, sub.id)).values()
 
 
@@ -372,4 +372,4 @@ def test_promotion_code_deactivated_between_configuration_and_acceptance(
     assert discount_coupons(retrieve(stripe_client, sub.id)) == []
     action = env.action(session_id)
     assert action.status == "failed"
-    assert promo in (action.error or "") and "no longer active" in (action.error or "")
+    assert promo in (action.error or "") and "cannot be redeemed" in (action.error or "")

@@ -69,3 +69,41 @@ def test_languages_and_negotiation():
     assert i18n.negotiate(None, "fr;q=0, de;q=0.1") == "de"
     assert i18n.negotiate("../../etc", None) == "en"
     assert i18n.negotiate(None, None) == "en"
+
+
+def test_french_high_punctuation_keeps_to_its_word():
+    """French puts a space before ? ! : ; -- a narrow no-break one (U+202F), so the mark
+    never wraps onto a line of its own. The catalogs are read at runtime (no .mo to build)."""
+    import re
+
+    path = PAGE / "locales" / "fr" / "LC_MESSAGES" / "stayflow.po"
+    with path.open("rb") as handle:
+        catalog = read_po(handle)
+    wrong = []
+    for message in catalog:
+        if not message.id:
+            continue
+        strings = message.string if isinstance(message.string, tuple) else (message.string,)
+        for text in strings:
+            if re.search(r"(?<!\u202f)[?!:;]", text):
+                wrong.append(text)
+    assert wrong == []
+    gettext = i18n.translations("fr").gettext
+    assert gettext("Why are you cancelling?") == "Pourquoi résiliez-vous\u202f?"
+
+
+def test_dates_in_merge_fields_follow_the_language():
+    from stayflow.flows.copy import render_copy, validate_copy
+
+    source = "Renews on {{ subscription.current_period_end | date }}"
+    assert validate_copy(source) == source
+    fields = {"subscription": {"current_period_end": 1801526400}}  # 2027-02-02 00:00 UTC
+    assert render_copy(source, fields, "en") == "Renews on February 2, 2027"
+    assert render_copy(source, fields, "fr") == "Renews on 2 février 2027"
+    assert render_copy(source, fields, "de") == "Renews on 2. Februar 2027"
+    short = "{{ subscription.current_period_end | date('short') }}"
+    assert render_copy(short, fields, "de") == "02.02.27"
+    # ISO strings too; anything else is left empty rather than breaking the page.
+    assert render_copy("{{ d | date }}", {"d": "2027-01-15T10:00:00Z"}, "en") == "January 15, 2027"
+    assert render_copy("{{ d | date }}", {"d": "soon"}, "en") == ""
+    assert render_copy("{{ d | date }}", {}, "en") == ""

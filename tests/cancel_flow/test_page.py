@@ -220,8 +220,10 @@ def test_html_form_flow_with_redirects(client, flow, session_factory):
         follow_redirects=False,
     )
     assert again.status_code == 303 and again.headers["location"] == SAVE_URL
+    # The reopened link is the result page: what happened, and on to the business.
     finished = client.get(f"/c/{token}")
-    assert finished.status_code == 409 and "already complete" in finished.text
+    assert finished.status_code == 200 and "Thank you for staying" in finished.text
+    assert f'href="{SAVE_URL}"' in finished.text
     assert len(jobs(session_factory)) == 1
 
 
@@ -299,7 +301,7 @@ experiences: [{id: d, offers: [p]}]
     assert page["locale"] == "fr" and page["reasons"][0]["label"] == "Trop cher"
     assert page["copy"]["title"] == "Nous sommes désolés de vous voir partir"
     html = client.get(f"/c/{fr}").text
-    assert '<html lang="fr">' in html and "Pourquoi résiliez-vous ?" in html
+    assert '<html lang="fr">' in html and "Pourquoi résiliez-vous\u202f?" in html
     de = start_session(client, owner)
     page = page_json(client, de, **{"Accept-Language": "it;q=0.9, de-DE;q=0.8, en;q=0.5"})
     assert page["locale"] == "de" and page["reasons"][0]["label"] == "Too expensive"
@@ -328,37 +330,57 @@ def test_builtin_reasons_when_none_configured(client, owner):
     assert done.status_code == 200
 
 
-class StaticEnricher:
-    def __init__(self, fields):
-        self.fields = fields
-        self.calls = 0
+@pytest.fixture
+def stripe_page(settings, owner, sandbox, stripe_client, make_paying_customer, make_price):
+    """The app with its real Stripe enricher, talking to the sandbox; owner connected, flows
+    applied, and a yearly subscription for a customer named Ada."""
+    from fastapi.testclient import TestClient
 
-    def enrich(self, db, cancel_session):
-        self.calls += 1
-        return self.fields
+    from stayflow.app import create_app
+
+    app = create_app(settings.model_copy(update={"stripe_api_base": sandbox.url}))
+    with TestClient(app) as test_client:
+        configure(test_client, owner)
+        apply_flows(test_client, owner)
+        connected = test_client.put(
+            "/api/v1/billing/stripe", json={"api_key": sandbox.secret_key}, headers=owner.headers
+        )
+        assert connected.status_code == 200, connected.text
+        customer = make_paying_customer(name="Ada")
+        sub = stripe_client.v1.subscriptions.create(
+            {"customer": customer.id, "items": [{"price": make_price(24000, "year").id}]}
+        )
+        yield test_client, sub.id
 
 
-class BrokenEnricher:
-    def enrich(self, db, cancel_session):
-        raise RuntimeError("billing provider down")
+def _sandbox_calls(sandbox, rule):
+    return next(r["hits"] for r in sandbox.faults()["rules"] if r["id"] == rule)
 
 
-def test_enrichment_feeds_audiences_once(client, flow, session_factory):
-    enricher = StaticEnricher({"subscription.plan.interval": "year", "customer.name": "Ada"})
-    client.app.state.services["enricher"] = enricher
-    token = start_session(client, flow)
+def test_enrichment_feeds_audiences_once(stripe_page, owner, sandbox, session_factory):
+    """The real enricher against the sandbox: one Stripe call at the first view (counted at
+    the sandbox), none at precancel or at the second view; its fields pick the experience."""
+    client, sub_id = stripe_page
+    counter = sandbox.inject_fault("latency", seconds=0, path="/v1/*", times=None)
+    token = start_session(client, owner, subscription_id=sub_id)
+    assert _sandbox_calls(sandbox, counter) == 0  # precancel never calls Stripe
     page = page_json(client, token)
     page_json(client, token)
-    assert enricher.calls == 1  # at the first view only; precancel never calls it
+    assert _sandbox_calls(sandbox, counter) == 1  # at the first view only
     cs = session_row(session_factory, page["session_id"])
     assert cs.experience_id == "annual_flow"
-    assert cs.enriched_fields == {"subscription.plan.interval": "year", "customer.name": "Ada"}
+    assert cs.enriched_fields["subscription.plan.interval"] == "year"
+    assert cs.enriched_fields["subscription.customer.name"] == "Ada"
+    assert cs.enriched_fields["enrichment.stripe_calls"] == 1
 
 
-def test_a_failing_enricher_still_shows_the_default(client, flow, session_factory):
-    client.app.state.services["enricher"] = BrokenEnricher()
-    token = start_session(client, flow)
+def test_a_failing_enricher_still_shows_the_default(stripe_page, owner, sandbox, session_factory):
+    """Stripe answering 500 to everything (the sandbox's fault, not a stand-in enricher)."""
+    client, sub_id = stripe_page
+    sandbox.inject_fault("error", status=500, path="/v1/*", times=None)
+    token = start_session(client, owner, subscription_id=sub_id)
     page = page_json(client, token)
+    assert page["step"] == "reason"
     assert session_row(session_factory, page["session_id"]).experience_id == "default"
 
 
@@ -460,3 +482,55 @@ def test_admin_sessions_list_filters_and_pages(client, flow):
     assert client.get("/api/v1/cancel-sessions?outcome=weird", headers=h).status_code == 422
     assert client.get("/api/v1/cancel-sessions?limit=1000", headers=h).status_code == 422
     assert client.get("/api/v1/cancel-sessions/cs_nope", headers=h).status_code == 404
+
+
+REDIRECT_FLOWS = """\
+reasons:
+  - {id: too_hard, label: "It's too hard to use", feedback: too_complex}
+offers:
+  - id: talk
+    type: redirect
+    url: https://support.example.com/chat?topic=cancel
+    headline: "Talk to a person first"
+    button: "Chat with support"
+    reasons: [too_hard]
+experiences:
+  - {id: default, reasons: [too_hard], offers: [talk]}
+"""
+
+
+def test_redirect_offer_end_to_end(client, owner, session_factory):
+    """A redirect offer through the HTML page: allowed by the page's CSP, answered with a 303
+    to its URL, recorded as `redirected` once (replays too), no billing job, visible in the
+    admin API."""
+    configure(client, owner)
+    apply_flows(client, owner, REDIRECT_FLOWS)
+    token = start_session(client, owner)
+    html = client.get(f"/c/{token}")
+    assert "form-action 'self'" in html.headers["content-security-policy"]
+    assert "https://support.example.com" in html.headers["content-security-policy"]
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', html.text).group(1)
+    step = client.post(
+        f"/c/{token}/reason",
+        data={"csrf_token": csrf, "reason_id": "too_hard", "comment": ""},
+        follow_redirects=False,
+    )
+    assert step.status_code == 303
+    offers = client.get(f"/c/{token}").text
+    assert "Talk to a person first" in offers and "Chat with support" in offers
+    for _ in range(2):  # the second is a replay (a double click): the same answer
+        done = client.post(
+            f"/c/{token}/accept",
+            data={"csrf_token": csrf, "offer_id": "talk"},
+            follow_redirects=False,
+        )
+        assert done.status_code == 303
+        assert done.headers["location"] == "https://support.example.com/chat?topic=cancel"
+    finished = client.get(f"/c/{token}")
+    assert finished.status_code == 409 and "already complete" in finished.text
+    assert jobs(session_factory) == []  # no billing work for a redirect
+    listed = client.get(
+        "/api/v1/cancel-sessions", params={"outcome": "redirected"}, headers=owner.headers
+    ).json()["data"]
+    assert len(listed) == 1 and listed[0]["outcome"] == "redirected"
+    assert listed[0]["offer_accepted_id"] == "talk"

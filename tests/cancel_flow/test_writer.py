@@ -76,10 +76,20 @@ def test_concurrent_writes_share_commits(engine, session_factory, owner):
         # batch took, the second takes all the rest.
         assert all_queued.wait(timeout=30)
 
+    inserting: set[int] = set()
+
+    def on_execute(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO CANCEL_SESSIONS"):
+            inserting.add(id(conn))
+
     def on_commit(conn):
-        commits.append(1)
+        # Commits that stored rows (the writer's connection also commits its settings once).
+        if id(conn) in inserting:
+            inserting.discard(id(conn))
+            commits.append(1)
 
     event.listen(engine, "begin", on_begin)
+    event.listen(engine, "before_cursor_execute", on_execute)
     event.listen(engine, "commit", on_commit)
     try:
         writer = SessionWriter(engine)
@@ -93,6 +103,7 @@ def test_concurrent_writes_share_commits(engine, session_factory, owner):
         asyncio.run(main())
     finally:
         event.remove(engine, "begin", on_begin)
+        event.remove(engine, "before_cursor_execute", on_execute)
         event.remove(engine, "commit", on_commit)
     assert count(session_factory) == 200
     assert 1 <= len(commits) <= 2, len(commits)
@@ -148,3 +159,82 @@ def test_unknown_apps_are_404_or_400(client, app_id):
     }
     response = client.post("/precancel", json=body)
     assert response.status_code in (400, 404) and response.json()["valid"] is False
+
+
+def _find_middleware(app, kind):
+    layer = app.middleware_stack
+    for _ in range(50):
+        if isinstance(layer, kind):
+            return layer
+        layer = getattr(layer, "app", None)
+    return None
+
+
+def test_precancel_takes_its_own_route_and_keeps_metrics(client, owner):
+    from stayflow.cancel_sessions.fastpath import PrecancelRoute
+
+    configure(client, owner)
+    assert client.get("/healthz").status_code == 200  # builds the stack; others pass through
+    route = _find_middleware(client.app, PrecancelRoute)
+    assert route is not None and route.active  # falls back to the router only if it must
+    answer = client.post("/precancel", json=precancel_body(owner, subscription_id="sub_fast"))
+    assert answer.status_code == 200 and answer.json()["valid"] is True
+    assert len(answer.headers["x-request-id"]) == 32
+    bad = client.post("/precancel", content=b"not json")
+    assert bad.status_code == 400 and bad.json()["valid"] is False
+    metrics = client.get("/metrics").text
+    assert 'stayflow_http_requests_total{method="POST",route="/precancel",status="200"} 1.0' in (
+        metrics
+    )
+    assert client.get("/precancel").status_code == 405  # other methods: the router's answer
+
+
+def test_random_bytes_are_never_handed_out_twice_even_across_fork():
+    import os
+
+    from stayflow.cancel_sessions.randomness import random_bytes
+
+    seen = {random_bytes(36) for _ in range(500)}  # spans several 4 KiB blocks
+    assert len(seen) == 500
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: what would it hand out next?
+        os.write(write, random_bytes(36))
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 36)
+    os.close(read)
+    os.close(write)
+    assert child != random_bytes(36)  # the parent's next bytes: a child must not repeat them
+
+
+def test_writer_keeps_its_connection_settings_to_itself_and_survives_losing_it(
+    engine, session_factory, owner, monkeypatch
+):
+    from sqlalchemy import text
+
+    import stayflow.cancel_sessions.writer as writer_module
+
+    monkeypatch.setattr(writer_module, "IDLE_SECONDS", 0.1)
+    with session_factory() as db:
+        app_pk = db.scalar(select(App.id).where(App.app_id == owner.app_id))
+    writer = SessionWriter(engine)
+    asyncio.run(writer.write(row(app_pk, 1)))
+    thread = writer._thread
+    if thread is not None:
+        thread.join(timeout=10)  # idle: the thread has let its connection go
+    if engine.dialect.name == "postgresql":
+        # No pooled connection inherits the writer's non-durable commits.
+        with engine.connect() as conn:
+            assert conn.execute(text("SHOW synchronous_commit")).scalar() == "on"
+            # The database drops every other connection (a restart, a failover, an idle
+            # timeout): the writer's next batch must still be stored.
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            conn.commit()
+    asyncio.run(writer.write(row(app_pk, 2)))
+    assert count(session_factory) == 2

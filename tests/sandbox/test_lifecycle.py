@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -87,7 +86,7 @@ def test_trial_end_now(
     now = stripe_client.v1.subscriptions.update(sub.id, {"trial_end": "now"})
     assert now.status == "active" and now.latest_invoice != sub.latest_invoice
     with pytest.raises(stripe.InvalidRequestError) as err:
-        stripe_client.v1.subscriptions.update(sub.id, {"trial_end": int(time.time()) + 800 * DAY})
+        stripe_client.v1.subscriptions.update(sub.id, {"trial_end": sub.created + 800 * DAY})
     assert err.value.param == "trial_end"
 
 
@@ -214,6 +213,7 @@ def test_idempotency_key(
 class _Receiver(http.server.BaseHTTPRequestHandler):
     received: list[tuple[bytes, str]] = []
     fail_first = 0
+    arrived: threading.Event  # set on each delivery accepted (the fixture makes one per test)
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -223,6 +223,7 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
             self.send_response(500)
         else:
             cls.received.append((body, self.headers["Stripe-Signature"]))
+            cls.arrived.set()
             self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -233,7 +234,9 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, type[_Receiver]]]:
-    handler = type("Handler", (_Receiver,), {"received": [], "fail_first": 0})
+    handler = type(
+        "Handler", (_Receiver,), {"received": [], "fail_first": 0, "arrived": threading.Event()}
+    )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -242,10 +245,13 @@ def receiver() -> Iterator[tuple[str, type[_Receiver]]]:
     server.server_close()
 
 
-def _wait(cond: Callable[[], bool], seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while not cond() and time.monotonic() < deadline:
-        time.sleep(0.05)
+def _wait(cond: Callable[[], bool], tries: int = 200) -> None:
+    """Until the sandbox's own state says so (bounded; fails the test when it never does)."""
+    for _ in range(tries):
+        if cond():
+            return
+        threading.Event().wait(0.05)
+    raise AssertionError("the sandbox never reached the expected state")
 
 
 def test_webhooks_signed_and_retried(
@@ -264,13 +270,15 @@ def test_webhooks_signed_and_retried(
     assert "secret" not in stripe_client.v1.webhook_endpoints.retrieve(endpoint.id)
     handler.fail_first = 2
     sub = _sub(stripe_client, paying.id, price.id)
-    _wait(lambda: len(handler.received) >= 1)
+    assert handler.arrived.wait(timeout=10)  # a delivery accepted by the receiver
     body, signature = handler.received[0]
     event = stripe.Webhook.construct_event(body, signature, endpoint.secret)
     assert event.type == "customer.subscription.created"
     assert event.data.object["id"] == sub.id
     with pytest.raises(stripe.SignatureVerificationError):
         stripe.Webhook.construct_event(body, signature, "whsec_wrong")
+    # The receiver answered; the sandbox records the delivery once it has read the answer.
+    _wait(lambda: sandbox.webhook_deliveries()[0]["status"] == "delivered")
     deliveries = sandbox.webhook_deliveries()
     assert deliveries[0]["status"] == "delivered" and deliveries[0]["attempts"] == 3
     _wait(lambda: stripe_client.v1.events.retrieve(event.id).pending_webhooks == 0)
@@ -284,7 +292,7 @@ def test_sandbox_webhook_route(
     secret = sandbox.add_webhook(url, ["customer.created"], secret="whsec_fixed")
     assert secret == "whsec_fixed"
     stripe_client.v1.customers.create({"email": "w@example.com"})
-    _wait(lambda: len(handler.received) >= 1)
+    assert handler.arrived.wait(timeout=10)  # a delivery accepted by the receiver
     event = stripe.Webhook.construct_event(*handler.received[0], secret)
     assert event.type == "customer.created"
 
@@ -359,19 +367,74 @@ def test_429_and_rate_limit(sandbox: Sandbox) -> None:
 
 
 def test_hang_past_client_timeout(sandbox: Sandbox) -> None:
-    sandbox.inject_fault("hang", seconds=3, times=1)
+    """A hang as long as the sandbox allows (600 s): the client's 0.5 s timeout must end the
+    call. Judged by an event (the call returned) with a bound, not by timing the call."""
+    sandbox.inject_fault("hang", seconds=600, times=1)
     client = sandbox.client(http_client=stripe.RequestsClient(timeout=0.5))
-    started = time.monotonic()
-    with pytest.raises(stripe.APIConnectionError):
-        client.v1.customers.list()
-    assert time.monotonic() - started < 2.5
+    raised: list[BaseException] = []
+    done = threading.Event()
+
+    def call() -> None:
+        try:
+            client.v1.customers.list()
+        except BaseException as exc:
+            raised.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=call, daemon=True).start()
+    assert done.wait(timeout=60), "the client waited on the hang instead of timing out"
+    assert len(raised) == 1 and isinstance(raised[0], stripe.APIConnectionError)
+
+
+def _counting_rule(sandbox: Sandbox) -> int:
+    """A fault rule that delays nothing and counts every API request it sees."""
+    return sandbox.inject_fault("latency", seconds=0, path="/v1/*", times=None)
+
+
+def _hits(sandbox: Sandbox, rule: int) -> int:
+    return next(r["hits"] for r in sandbox.faults()["rules"] if r["id"] == rule)
+
+
+def _wait_for_hits(sandbox: Sandbox, rule: int, count: int) -> None:
+    """Until the sandbox has received ``count`` requests (an event on its side; bounded)."""
+    for _ in range(400):
+        if _hits(sandbox, rule) >= count:
+            return
+        threading.Event().wait(0.025)
+    raise AssertionError(f"the sandbox never received {count} request(s)")
+
+
+def _in_flight_conflict(sandbox: Sandbox) -> tuple[list[httpx.Response], httpx.Response]:
+    """Send a request with an Idempotency-Key, and once the sandbox has it (claimed, and
+    waiting out its latency), a second with the same key: (first's answers, second)."""
+    rule = _counting_rule(sandbox)
+    headers = {"Authorization": f"Bearer {sandbox.secret_key}", "Idempotency-Key": "same-key"}
+    first: list[httpx.Response] = []
+
+    def post() -> httpx.Response:
+        return httpx.post(
+            f"{sandbox.url}/v1/customers",
+            data={"email": "c@example.com"},
+            headers=headers,
+            timeout=30,
+        )
+
+    thread = threading.Thread(target=lambda: first.append(post()))
+    thread.start()
+    _wait_for_hits(sandbox, rule, 1)  # the first is inside the sandbox, its key claimed
+    second = post()  # while the first is still waiting out its latency
+    thread.join(30)
+    return first, second
 
 
 def test_latency(sandbox: Sandbox) -> None:
-    sandbox.set_latency(150)
-    started = time.monotonic()
-    sandbox.client().v1.customers.list()
-    assert time.monotonic() - started >= 0.15
+    """Latency holds a request inside the sandbox after its key is claimed: seen as a second
+    request with the same key answered 409 while the first waits (no stopwatch)."""
+    sandbox.set_latency(2000)
+    first, second = _in_flight_conflict(sandbox)
+    assert second.status_code == 409 and [r.status_code for r in first] == [200]
+    assert sandbox.faults()["latency_ms"] == 2000
     sandbox.set_latency(0)
 
 
@@ -401,34 +464,19 @@ def test_independent_instances_and_state_file(tmp_path: Any) -> None:
 def test_subprocess_mode() -> None:
     with Sandbox.start(subprocess=True) as sb:
         assert sb.client().v1.customers.create({}).id.startswith("cus_")
-        assert sb.advance_clock(60) >= int(time.time()) + 59
+        before = sb.now()
+        assert sb.advance_clock(60) >= before + 60
 
 
 def test_concurrent_same_idempotency_key_gets_409(sandbox: Sandbox) -> None:
-    sandbox.set_latency(400)
-    headers = {"Authorization": f"Bearer {sandbox.secret_key}", "Idempotency-Key": "same-key"}
-    results: list[httpx.Response] = []
-
-    def post() -> None:
-        results.append(
-            httpx.post(
-                f"{sandbox.url}/v1/customers",
-                data={"email": "c@example.com"},
-                headers=headers,
-                timeout=10,
-            )
-        )
-
-    first = threading.Thread(target=post)
-    first.start()
-    time.sleep(0.15)
-    post()  # while the first is still running
-    first.join(10)
+    sandbox.set_latency(2000)
+    first, conflict = _in_flight_conflict(sandbox)
+    results = [*first, conflict]
     assert sorted(r.status_code for r in results) == [200, 409]
-    conflict = next(r for r in results if r.status_code == 409)
     assert conflict.json()["error"]["type"] == "idempotency_error"
     assert conflict.headers["stripe-should-retry"] == "true"
     sandbox.set_latency(0)
+    headers = {"Authorization": f"Bearer {sandbox.secret_key}", "Idempotency-Key": "same-key"}
     again = httpx.post(
         f"{sandbox.url}/v1/customers", data={"email": "c@example.com"}, headers=headers
     )
@@ -444,9 +492,7 @@ def test_client_timeout_does_not_stop_the_request(sandbox: Sandbox) -> None:
     with pytest.raises(stripe.APIConnectionError):
         client.v1.customers.create({"email": "slow@example.com"})
     sandbox.set_latency(0)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not sandbox.client().v1.customers.list().data:
-        time.sleep(0.1)
+    _wait(lambda: bool(sandbox.client().v1.customers.list().data))
     # as on Stripe, the request the client gave up on still ran
     assert [c.email for c in sandbox.client().v1.customers.list().data] == ["slow@example.com"]
 

@@ -12,6 +12,8 @@ from stayflow.billing.actions.schemas import (
     BillingActionOut,
     BillingEventList,
     BillingEventOut,
+    OfferRefusalList,
+    OfferRefusalOut,
 )
 from stayflow.deps import DB, CurrentApp
 from stayflow.errors import NotFound
@@ -57,4 +59,22 @@ def list_events(
     return BillingEventList(
         data=[BillingEventOut.model_validate(r) for r in rows[:limit]],
         has_more=len(rows) > limit,
+    )
+
+
+@router.get("/offers/refused", response_model=OfferRefusalList)
+def refused_offers(db: DB, app: CurrentApp) -> OfferRefusalList:
+    """Offers flagged as refused by Stripe at acceptance (coupon deleted, price archived)."""
+    found = service.refused_offers(db, app.id)
+    return OfferRefusalList(
+        data=[
+            OfferRefusalOut(
+                offer_id=offer_id,
+                offer_type=r.get("offer_type"),
+                message=str(r.get("error") or ""),
+                session_id=str(r.get("session_id") or ""),
+                refused_at=r["refused_at"],
+            )
+            for offer_id, r in found.items()
+        ]
     )

@@ -258,9 +258,32 @@ def choose_item(sub: Subscription, new_product: str | None) -> str:
     return sub.items[0].id
 
 
+def _discount_objects(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    return [d for d in raw.get("discounts") or [] if isinstance(d, dict)]
+
+
+def _new_discount(plan: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any] | None:
+    """The (expanded) discount the plan added, found by its promotion code or coupon."""
+    for found in _discount_objects(raw):
+        if plan.get("promotion_code"):
+            if found.get("promotion_code") == plan["promotion_code"]:
+                return found
+            continue
+        if any(
+            did == found.get("id") and cid == plan.get("coupon")
+            for did, cid in discount_coupons({"discounts": [found]})
+        ):
+            return found
+    return None
+
+
 def offer_applied(plan: dict[str, Any], raw: dict[str, Any]) -> bool:
     """Whether a fresh read shows the plan done (then nothing is sent again)."""
     kind = plan["type"]
+    if kind == "discount" and plan.get("promotion_code"):
+        wanted = [d for d in plan["discounts"] if "discount" in d]
+        ids = {did for did, _ in discount_coupons(raw)}
+        return _new_discount(plan, raw) is not None and all(d["discount"] in ids for d in wanted)
     if kind == "discount":
         coupons = [c for _, c in discount_coupons(raw)]
         wanted = [d for d in plan["discounts"] if "discount" in d]
@@ -278,6 +301,85 @@ def offer_applied(plan: dict[str, Any], raw: dict[str, Any]) -> bool:
     if kind == "trial_extension":
         return bool(raw.get("trial_end") == plan["trial_end"])
     return False
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def offer_summary(plan: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
+    """What the offer did, from Stripe's answer, for the words the subscriber reads."""
+    kind = plan["type"]
+    if kind == "discount":
+        found = _new_discount(plan, raw) or {}
+        source = found.get("source") if isinstance(found.get("source"), dict) else {}
+        coupon = (source or {}).get("coupon") or found.get("coupon")
+        coupon = coupon if isinstance(coupon, dict) else {}
+        percent = coupon.get("percent_off")
+        first: Any = next(iter((raw.get("items") or {}).get("data") or []), {})
+        first_price: Any = first.get("price") if isinstance(first, dict) else None
+        recurring: Any = first_price.get("recurring") if isinstance(first_price, dict) else None
+        recurring = recurring if isinstance(recurring, dict) else {}
+        return {
+            "type": kind,
+            "interval": recurring.get("interval"),
+            "interval_count": _int(recurring.get("interval_count")) or 1,
+            "percent_off": percent if isinstance(percent, int | float) else None,
+            "amount_off": _int(coupon.get("amount_off")),
+            "currency": coupon.get("currency"),
+            "duration": coupon.get("duration"),
+            "duration_in_months": _int(coupon.get("duration_in_months")),
+            "end": _int(found.get("end")),
+        }
+    if kind in ("pause", "extension"):
+        pause = raw.get("pause_collection")
+        resumes = pause.get("resumes_at") if isinstance(pause, dict) else None
+        return {"type": kind, "resumes_at": _int(resumes) or plan["resumes_at"]}
+    if kind == "plan_change":
+        items = (raw.get("items") or {}).get("data") or []
+        price: dict[str, Any] = {}
+        for item in items:
+            candidate = item.get("price") if isinstance(item, dict) else None
+            if isinstance(candidate, dict) and candidate.get("id") == plan["price"]:
+                price = candidate
+        recurring = price.get("recurring") if isinstance(price.get("recurring"), dict) else {}
+        return {
+            "type": kind,
+            "price": plan["price"],
+            "nickname": price.get("nickname"),
+            "unit_amount": _int(price.get("unit_amount")),
+            "currency": price.get("currency"),
+            "interval": (recurring or {}).get("interval"),
+            "interval_count": _int((recurring or {}).get("interval_count")),
+        }
+    if kind == "trial_extension":
+        return {"type": kind, "trial_end": _int(raw.get("trial_end")) or plan["trial_end"]}
+    return {"type": kind}
+
+
+def period_end_of(raw: dict[str, Any]) -> int | None:
+    """The earliest item period end (current API), or the subscription's own (older ones)."""
+    ends = [
+        _int(i.get("current_period_end"))
+        for i in (raw.get("items") or {}).get("data") or []
+        if isinstance(i, dict)
+    ]
+    found = [e for e in ends if e is not None]
+    return min(found) if found else _int(raw.get("current_period_end"))
+
+
+def cancel_summary(plan: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
+    """When the cancel takes effect, from Stripe's answer."""
+    if plan["at_period_end"]:
+        effective = _int(raw.get("cancel_at")) or period_end_of(raw)
+    else:
+        effective = _int(raw.get("ended_at")) or _int(raw.get("canceled_at"))
+    return {
+        "type": "cancel",
+        "at_period_end": bool(plan["at_period_end"]),
+        "effective_at": effective,
+        "status": raw.get("status"),
+    }
 
 
 def offer_change(plan: dict[str, Any]) -> SubscriptionChange:

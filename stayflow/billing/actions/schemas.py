@@ -46,3 +46,18 @@ class BillingEventOut(BaseModel):
 class BillingEventList(BaseModel):
     data: list[BillingEventOut]
     has_more: bool
+
+
+class OfferRefusalOut(BaseModel):
+    offer_id: str
+    offer_type: str | None
+    message: str = Field(description="Why Stripe refused it, e.g. its coupon no longer exists.")
+    session_id: str = Field(description="The session whose acceptance was refused.")
+    refused_at: datetime
+
+
+class OfferRefusalList(BaseModel):
+    data: list[OfferRefusalOut] = Field(
+        description="Offers Stripe refused under the current flows: hidden from subscribers "
+        "until the flows are saved again (which checks them with Stripe)."
+    )

@@ -43,6 +43,11 @@ def _run(
     )
     try:
         work(context, ctx.payload)
+    except service.OfferRefused as exc:
+        action_id = _action_id(factory, ctx.payload, kind)
+        if action_id is not None:
+            service.mark_refused(factory, action_id, str(exc), exc.scope, session_goes_on=inline)
+        raise PermanentFailure(str(exc)) from None
     except service.ActionFailed as exc:
         action_id = _action_id(factory, ctx.payload, kind)
         if action_id is not None:

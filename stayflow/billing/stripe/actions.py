@@ -22,6 +22,9 @@ from stayflow.billing.provider import (
     BillingBusy,
     BillingError,
     BillingIdempotencyConflict,
+    BillingInvalidRequest,
+    BillingObjectMissing,
+    BillingOfferRefused,
     BillingUnavailable,
     CouponState,
     FetchedSubscription,
@@ -40,9 +43,13 @@ from stayflow.billing.stripe.client import (
 from stayflow.billing.stripe.convert import subscription_from
 
 T = TypeVar("T")
-# Actions need each discount's coupon and each item's price (always inline); expanding the
-# customer and products as enrichment does would triple the bytes the SDK has to convert.
-ACTION_EXPAND = ["discounts"]
+# Actions need each discount with its coupon (the subscriber is told "20% off for 3 months"
+# from Stripe's answer) and each item's price (always inline); expanding the customer and
+# products as enrichment does would triple the bytes the SDK has to convert.
+ACTION_EXPAND = ["discounts.source.coupon"]
+# A refusal naming one of these parameters is about the offer (its coupon, promotion code or
+# price), not about the subscription: another offer may still be applied.
+OFFER_PARAMS = ("discounts", "items", "promotion_code", "coupon")
 # A customer with more subscriptions than this is not cancelled "all at once" by us.
 MAX_CUSTOMER_PAGES = 5
 
@@ -64,6 +71,11 @@ def translate(exc: stripe.StripeError) -> BillingError:
     found = _translate(exc)
     if isinstance(found, BillingUnavailable) or (exc.http_status or 0) == 409:
         return BillingBusy(found.message, retry_after=_retry_after(exc))
+    param = getattr(exc, "param", None) or ""
+    if isinstance(found, BillingInvalidRequest | BillingObjectMissing) and param.startswith(
+        OFFER_PARAMS
+    ):
+        return BillingOfferRefused(found.message)
     return found
 
 
@@ -186,5 +198,5 @@ class StripeBillingWriter:
         obj = self._call(
             lambda: subs.cancel(subscription_id, params, {"idempotency_key": idempotency_key})
         )
-        # The DELETE answer is not expanded; read the final state like every other action.
+        # The DELETE's answer (not expanded) holds all a cancel needs: status and dates.
         return self._fetched(obj)
