@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from stayflow import __version__
+from stayflow.admin.endpoints import install as install_admin
 from stayflow.apps.endpoints import router as apps_router
 from stayflow.attribution.endpoints import router as attribution_router
 from stayflow.billing.actions.endpoints import router as billing_actions_router
@@ -178,4 +179,5 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.include_router(flows_router)
     app.include_router(page_router)
     app.include_router(webhooks_router)
+    install_admin(app)
     return app

@@ -1,5 +1,6 @@
 """Imports every domain's models so that Base.metadata knows every table."""
 
+from stayflow.admin.models import AdminSession, LoginThrottle, Membership, User
 from stayflow.apps.models import ApiKey, App
 from stayflow.attribution.models import (
     AttributionState,
@@ -25,6 +26,7 @@ from stayflow.mirror.models import (
 from stayflow.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
+    "AdminSession",
     "ApiKey",
     "App",
     "AttributionState",
@@ -38,12 +40,15 @@ __all__ = [
     "FieldMapping",
     "FlowConfig",
     "Job",
+    "LoginThrottle",
+    "Membership",
     "MirrorBackfill",
     "MirrorCustomer",
     "MirrorInvoice",
     "MirrorProduct",
     "MirrorSubscription",
     "StripeEvent",
+    "User",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from stayflow.apps.models import App
@@ -62,3 +62,43 @@ def mark_abandoned(db: Session, now: datetime, batch: int) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def search_sessions(
+    db: Session,
+    app: App,
+    *,
+    outcome: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    subscription_id: str | None,
+    customer_id: str | None,
+    limit: int,
+) -> Sequence[CancelSession]:
+    """The admin web app's session list (newest first); outcome ``open`` means none yet."""
+    query = select(CancelSession).where(CancelSession.app_pk == app.id)
+    if outcome == "open":
+        query = query.where(CancelSession.outcome.is_(None))
+    elif outcome is not None:
+        query = query.where(CancelSession.outcome == outcome)
+    if created_after is not None:
+        query = query.where(CancelSession.created_at >= created_after)
+    if created_before is not None:
+        query = query.where(CancelSession.created_at < created_before)
+    if subscription_id:
+        query = query.where(CancelSession.subscription_id == subscription_id)
+    if customer_id:
+        query = query.where(
+            CancelSession.enriched_fields["subscription.customer.id"].as_string() == customer_id
+        )
+    return db.scalars(query.order_by(CancelSession.id.desc()).limit(limit)).all()
+
+
+def count_by_outcome(db: Session, app: App, since: datetime) -> dict[str | None, int]:
+    """Sessions created since ``since`` per outcome (None: still open)."""
+    rows = db.execute(
+        select(CancelSession.outcome, func.count())
+        .where(CancelSession.app_pk == app.id, CancelSession.created_at >= since)
+        .group_by(CancelSession.outcome)
+    ).all()
+    return {outcome: int(count) for outcome, count in rows}

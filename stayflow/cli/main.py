@@ -259,6 +259,7 @@ def apps_erase_subscriber(
 
 
 def _add_domain_commands() -> None:
+    from stayflow.admin.cli import users
     from stayflow.attribution.cli import attribution
     from stayflow.billing.cli import keys, stripe_group
     from stayflow.flows.cli import flows
@@ -267,6 +268,7 @@ def _add_domain_commands() -> None:
     main.add_command(flows)
     main.add_command(keys)
     main.add_command(stripe_group)
+    main.add_command(users)
 
 
 _add_domain_commands()

@@ -61,3 +61,15 @@ def list_events(
 
 def get_event(db: Session, app_pk: int, event_id: int) -> Event | None:
     return db.scalar(select(Event).where(Event.app_pk == app_pk, Event.id == event_id))
+
+
+def events_of_session(
+    db: Session, app_pk: int, session_id: str, limit: int = 200
+) -> Sequence[Event]:
+    """The app's events about one cancel session, oldest first (the admin's timeline)."""
+    return db.scalars(
+        select(Event)
+        .where(Event.app_pk == app_pk, Event.data["session_id"].as_string() == session_id)
+        .order_by(Event.id)
+        .limit(limit)
+    ).all()

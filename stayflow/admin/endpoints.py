@@ -1,0 +1,213 @@
+"""The admin web app's pages: thin routes over ``service`` and ``views``.
+
+Every page under /admin/apps/{app_id} resolves the app through the signed-in user's
+memberships (a 404 for any other app) and every form carries a CSRF token.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, FastAPI, Form, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from stayflow.admin import service, views
+from stayflow.admin.models import OWNER
+from stayflow.admin.service import SESSION_LIFETIME
+from stayflow.admin.web import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    STATIC,
+    AdminPageError,
+    CurrentAppPage,
+    CurrentViewer,
+    Now,
+    OptionalViewer,
+    SignInRequired,
+    check_csrf,
+    clear_cookie,
+    client_address,
+    new_login_binding,
+    redirect,
+    render,
+    set_cookie,
+    settings_of,
+)
+from stayflow.deps import DB
+from stayflow.errors import StayflowError
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+
+FormStr = Annotated[str, Form()]
+
+
+def _safe_next(value: str) -> str:
+    """Only a path inside the admin app (never another site) after signing in."""
+    if value.startswith("/admin") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/admin"
+
+
+def _login_page(
+    request: Request, next_path: str, error: str | None = None, status_code: int = 200
+) -> Response:
+    binding = request.cookies.get(LOGIN_COOKIE) or new_login_binding()
+    settings = settings_of(request)
+    response = render(
+        "login.html",
+        status_code,
+        csrf=service.csrf_token(settings.secret_key, binding),
+        next_path=_safe_next(next_path),
+        error=error,
+        notice=request.query_params.get("notice"),
+        viewer=None,
+    )
+    set_cookie(response, settings, LOGIN_COOKIE, binding, max_age=3600)
+    return response
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, viewer: OptionalViewer, next: str = "/admin") -> Response:
+    if viewer is not None:
+        return redirect(_safe_next(next))
+    return _login_page(request, next)
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    db: DB,
+    now: Now,
+    email: FormStr = "",
+    password: FormStr = "",
+    csrf: FormStr = "",
+    next: FormStr = "/admin",
+) -> Response:
+    check_csrf(request, request.cookies.get(LOGIN_COOKIE), csrf)
+    if not email.strip() or not password:
+        return _login_page(request, next, "Enter your email and your password.", 400)
+    try:
+        user = service.authenticate(db, email, password, client_address(request), now)
+    except StayflowError as exc:
+        return _login_page(request, next, exc.message, exc.status_code)
+    token = service.start_session(db, user, now)
+    response = redirect(_safe_next(next))
+    settings = settings_of(request)
+    set_cookie(response, settings, SESSION_COOKIE, token, int(SESSION_LIFETIME.total_seconds()))
+    clear_cookie(response, settings, LOGIN_COOKIE)
+    return response
+
+
+@router.post("/logout")
+def logout(
+    request: Request, db: DB, viewer: CurrentViewer, csrf: FormStr = "", everywhere: FormStr = ""
+) -> Response:
+    check_csrf(request, viewer.session_hash, csrf)
+    if everywhere:
+        service.end_all_sessions(db, viewer.user)
+        notice = "You are signed out on every device."
+    else:
+        service.end_session(db, viewer.session_hash)
+        notice = "You are signed out."
+    response = redirect("/admin/login?notice=" + quote(notice))
+    clear_cookie(response, settings_of(request), SESSION_COOKIE)
+    return response
+
+
+@router.get("", response_class=HTMLResponse)
+def index(viewer: CurrentViewer) -> Response:
+    if len(viewer.apps) >= 1:
+        return redirect(f"/admin/apps/{viewer.apps[0].app.app_id}")
+    return render("no_apps.html", viewer=viewer, csrf=viewer.csrf, current=None)
+
+
+@router.get("/switch")
+def switch(viewer: CurrentViewer, app: str = "") -> Response:
+    """The app switcher's form target (works without JavaScript)."""
+    if any(a.app.app_id == app for a in viewer.apps):
+        return redirect(f"/admin/apps/{app}")
+    raise AdminPageError(404, "There is no such app.")
+
+
+@router.get("/apps/{app_id}", response_class=HTMLResponse)
+def home(request: Request, db: DB, page: CurrentAppPage, now: Now) -> Response:
+    app = page.access.app
+    settings = settings_of(request)
+    return render(
+        "home.html",
+        **page.context(
+            stripe=views.stripe_summary(db, app, settings),
+            outcomes=views.outcomes_this_week(db, app, now),
+            week_start=views.week_start(now),
+            snippet=views.snippet(settings, app),
+        ),
+    )
+
+
+@router.get("/apps/{app_id}/sessions", response_class=HTMLResponse)
+def sessions(
+    db: DB,
+    page: CurrentAppPage,
+    outcome: Annotated[str, Query(max_length=20)] = "",
+    date_from: Annotated[str, Query(alias="from", max_length=20)] = "",
+    date_to: Annotated[str, Query(alias="to", max_length=20)] = "",
+    subscription: Annotated[str, Query(max_length=255)] = "",
+    customer: Annotated[str, Query(max_length=255)] = "",
+) -> Response:
+    filters, start, end = views.parse_filters(outcome, date_from, date_to, subscription, customer)
+    rows = [] if filters.errors else views.search(db, page.access.app, filters, start, end)
+    return render(
+        "sessions.html",
+        400 if filters.errors else 200,
+        **page.context(
+            filters=filters,
+            rows=rows,
+            outcome_choices=views.OUTCOME_FILTERS,
+            page_size=views.PAGE_SIZE,
+        ),
+    )
+
+
+@router.get("/apps/{app_id}/sessions/{session_id}", response_class=HTMLResponse)
+def session_story(db: DB, page: CurrentAppPage, session_id: str) -> Response:
+    found = views.story(db, page.access.app, session_id)
+    if found is None:
+        raise AdminPageError(404, "There is no such session.")
+    return render("session.html", **page.context(story=found, pretty=views.pretty))
+
+
+@router.get("/apps/{app_id}/members", response_class=HTMLResponse)
+def members(db: DB, page: CurrentAppPage) -> Response:
+    return render(
+        "members.html",
+        **page.context(members=service.members(db, page.access.app), notice=None),
+    )
+
+
+@router.post("/apps/{app_id}/members/remove")
+def remove_member(
+    request: Request, db: DB, page: CurrentAppPage, csrf: FormStr = "", email: FormStr = ""
+) -> Response:
+    check_csrf(request, page.viewer.session_hash, csrf)
+    page.require(OWNER)
+    try:
+        service.remove_member(db, page.access.app, email)
+    except StayflowError as exc:
+        raise AdminPageError(exc.status_code, exc.message) from exc
+    return redirect(f"/admin/apps/{page.access.app.app_id}/members")
+
+
+def install(app: FastAPI) -> None:
+    """Add the admin pages, their static files and their HTML error pages to the app."""
+    app.include_router(router)
+    app.mount("/admin/static", StaticFiles(directory=STATIC), name="admin-static")
+
+    @app.exception_handler(AdminPageError)
+    async def page_error(_request: Request, exc: AdminPageError) -> Response:
+        return render("error.html", exc.status_code, message=exc.message, viewer=None)
+
+    @app.exception_handler(SignInRequired)
+    async def sign_in(_request: Request, exc: SignInRequired) -> Response:
+        return redirect("/admin/login?next=" + quote(exc.next_path))
