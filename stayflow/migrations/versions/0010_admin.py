@@ -1,7 +1,7 @@
 """admin web app: users, memberships, sessions, sign-in throttle
 
 Revision ID: 0007_admin
-Revises: 0008_webhooks_kind
+Revises: 0005_precancel
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from alembic import op
 import stayflow.db
 
 revision: str = "0007_admin"
-down_revision: str | None = "0008_webhooks_kind"
+down_revision: str | None = "0005_precancel"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
