@@ -12,8 +12,10 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
-from stayflow.attribution import service, sync
+from stayflow.attribution import repository, service, sync
 from stayflow.attribution.models import AttributionState
 from stayflow.billing import repository as billing_repository
 from stayflow.billing import service as billing_service
@@ -45,11 +47,28 @@ SYNC_EVERY_SECONDS = 3600
 JUDGE_EVERY_SECONDS = 300
 
 
+def _ensure_state(factory: sessionmaker[Session], app_pk: int) -> None:
+    """The app's state row, created and committed before the sync's long transaction.
+
+    Created inside that transaction, its uncommitted INSERT would hold the row's unique key
+    for as long as Stripe takes to answer; a second sync of the same app (or this one's
+    failure record, written in its own transaction) then waited on it with no end on
+    PostgreSQL. A short transaction of its own, before the job's session touches the
+    database (on SQLite that session holds the write lock from its first statement).
+    """
+    try:
+        with transaction(factory) as own:
+            repository.get_or_create_state(own, app_pk)
+    except IntegrityError:
+        pass  # created at the same moment by another sync: it exists now
+
+
 @registry.handler("attribution.sync", max_attempts=5)
 def sync_app(ctx: JobContext) -> None:
     app_pk = ctx.job.app_pk
     if app_pk is None:
         raise PermanentFailure("attribution.sync needs an app")
+    _ensure_state(ctx.worker.session_factory, app_pk)
     settings: Settings = ctx.worker.services["settings"]
     encryptor: Encryptor = ctx.worker.services["encryptor"]
     conn = billing_repository.get_connection_by_app_pk(ctx.db, app_pk)
