@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 
 from stayflow.cancel_sessions import repository, service
 from stayflow.cancel_sessions import settings as flow_settings
@@ -126,7 +127,12 @@ async def precancel(request: Request) -> JSONResponse:
             raise service.PrecancelRejected(f"{where}: {error.get('msg', 'invalid')}") from exc
         info = await _app_info(request, parsed.app_id)
         row, token = service.prepare_session(info, parsed, origin, utcnow())
-        await _writer(request).write(row)
+        try:
+            await _writer(request).write(row)
+        except IntegrityError as exc:
+            # The app was deleted after its settings were cached (they live a few seconds
+            # in each process): its sessions' foreign key refuses the row.
+            raise service.UnknownApp("unknown app_id") from exc
     except service.PrecancelRejected as exc:
         allowed = info is not None and service.check_origin(info.settings, origin)
         # The browser only falls back to the link's href: without this line a business
