@@ -25,7 +25,18 @@ from stayflow.settings import Settings
 from tests.cancel_flow.helpers import ORIGIN, configure, precancel_body
 from tests.cancel_flow.test_browser import free_port, wait_for_port
 
-LOGGERS = ("", "stripe", "httpx", "uvicorn.access", "alembic.runtime.plugins")
+LOGGERS = (
+    "",
+    "stripe",
+    "httpx",
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "alembic.runtime.plugins",
+)
+# Other tests in the same process start uvicorn with log_level="warning" or its default
+# log_config (a handler of its own, no propagation); `stayflow serve` does neither.
+FRESH_IN_SERVE = ("uvicorn", "uvicorn.error")
 
 
 @pytest.fixture
@@ -43,6 +54,11 @@ def operator_log() -> Iterator[Callable[..., io.StringIO]]:
 
     def configure_into(level: str = "INFO", json_logs: bool = True) -> io.StringIO:
         buffer = io.StringIO()
+        for name in FRESH_IN_SERVE:  # as a fresh `stayflow serve` process finds them
+            fresh = logging.getLogger(name)
+            fresh.setLevel(logging.NOTSET)
+            fresh.handlers[:] = []
+            fresh.propagate = True
         configure_logging(level, json_logs, stream=buffer)
         return buffer
 
