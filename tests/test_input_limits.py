@@ -63,6 +63,7 @@ def test_deeply_nested_json_gets_400_on_every_body_route(client, owner):
     body = assert_refused(client.post("/precancel", content=deep))
     assert body["valid"] is False
     assert "nests deeper" in body["error"]["message"]
+    assert body["message"] == body["error"]["message"]  # Brightback's refusal shape
     text_plain = {"Content-Type": "text/plain"}
     assert_refused(client.post("/precancel", content=deep, headers=text_plain))
     # An admin JSON body parsed by FastAPI itself, and a page action.

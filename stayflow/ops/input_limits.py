@@ -214,6 +214,8 @@ class InputLimits:
             if scope["path"].startswith(prefix):
                 content.update(envelope)
                 break
+        if "valid" in content:  # precancel: Brightback's refusal shape, beside our error
+            content["message"] = refusal.message
         content["error"] = {"type": refusal.type, "message": refusal.message}
         payload = json.dumps(content).encode()
         headers = [
