@@ -42,6 +42,7 @@ class PrecancelApps:
         self.ttl = ttl
         self._entries: OrderedDict[str, tuple[float, AppInfo | None]] = OrderedDict()
         self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
 
     def cached(self, app_id: str) -> tuple[bool, AppInfo | None]:
         """(hit, info); info None on a hit means: no such app (also cached, briefly)."""
@@ -52,7 +53,25 @@ class PrecancelApps:
             return True, entry[1]
 
     def load(self, app_id: str) -> AppInfo | None:
-        """Read from the database (blocking: call it from a worker thread) and cache."""
+        """Read from the database (blocking: call it from a worker thread) and cache.
+
+        One read per app when an entry expires: concurrent requests for the same app wait
+        for the first one's read instead of each asking the database (on SQLite each read
+        also queued for the write lock behind precancel's writer).
+        """
+        with self._lock:
+            loading = self._loading.setdefault(app_id, threading.Lock())
+        with loading:
+            hit, info = self.cached(app_id)
+            if hit:
+                return info
+            try:
+                return self._read(app_id)
+            finally:
+                with self._lock:
+                    self._loading.pop(app_id, None)
+
+    def _read(self, app_id: str) -> AppInfo | None:
         with self.session_factory() as db:
             app = get_app_by_public_id(db, app_id)
             info = None
