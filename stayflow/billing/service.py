@@ -25,6 +25,7 @@ from stayflow.billing.provider import (
     PermissionCheck,
 )
 from stayflow.billing.schemas import (
+    CancelOptions,
     StripeSetup,
     StripeSetupPatch,
     StripeStatus,
@@ -259,6 +260,19 @@ def disconnect(db: Session, app: App, settings: Settings, encryptor: Encryptor) 
 def get_setup(db: Session, app: App) -> StripeSetup:
     conn = repository.get_connection(db, app)
     return StripeSetup.model_validate(conn.setup if conn else {})
+
+
+def cancel_options(db: Session, app: App) -> CancelOptions | None:
+    """How stayflow will cancel this app's subscriptions, or None when it will not.
+
+    None when no key is connected or cancels are off: the business cancels on its own,
+    so stayflow cannot say when the subscription ends.
+    """
+    conn = repository.get_connection(db, app)
+    if conn is None or conn.api_key_encrypted is None:
+        return None
+    setup = StripeSetup.model_validate(conn.setup or {})
+    return setup.cancel if setup.cancels else None
 
 
 def update_setup(db: Session, app: App, patch: StripeSetupPatch) -> StripeSetup:

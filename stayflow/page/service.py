@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from stayflow.apps.models import App
+from stayflow.billing import service as billing
 from stayflow.billing.actions.plans import offer_shown
+from stayflow.billing.schemas import CancelOptions
 from stayflow.cancel_sessions import service as sessions
 from stayflow.cancel_sessions.enrichment import enricher_from
 from stayflow.cancel_sessions.models import CancelSession
 from stayflow.cancel_sessions.settings import CancelFlowSettings
 from stayflow.cancel_sessions.settings import read as read_settings
 from stayflow.flows.assignment import FlowSnapshot, offers_for_reason
-from stayflow.flows.copy import render_copy
+from stayflow.flows.copy import format_date, render_copy
 from stayflow.offers.schemas import Offer
 from stayflow.page import i18n
 from stayflow.page.schemas import (
@@ -48,6 +50,8 @@ class PageState:
     hidden_offers: frozenset[str] = frozenset()
     # For a finished session: what happened, in the subscriber's language.
     result: ResultOut | None = field(default=None)
+    # How stayflow will cancel in Stripe; None when it will not (the business does).
+    cancel: CancelOptions | None = field(default=None)
 
     @property
     def gettext(self) -> Gettext:
@@ -73,6 +77,8 @@ def load(
         snap = sessions.ensure_assigned(db, cs, app, enricher_from(services), now)
     locale = i18n.negotiate(cs.locale, accept_language)
     state = PageState(cs, app, read_settings(app), snap, locale)
+    if not cs.finished:
+        state.cancel = billing.cancel_options(db, app)
     refresh(db, state)
     return state
 
@@ -215,6 +221,48 @@ def step_of(state: PageState, now: datetime, wanted: str | None = None) -> Step:
     return "offers" if shown else "confirm"
 
 
+def confirm_sentence(
+    cancel: CancelOptions | None, enriched: Mapping[str, Any] | None, locale: str, _: Gettext
+) -> str:
+    """What cancelling will do, said before the subscriber confirms: when it ends, and
+    whether anything is charged or credited, from the app's cancel options and the
+    subscription's period as Stripe gave it."""
+    if cancel is None:
+        return _("Your subscription will be cancelled. You can come back any time.")
+    also = (
+        " " + _("Your other subscriptions with us are cancelled the same way.")
+        if cancel.all_subscriptions
+        else ""
+    )
+    period_end = (enriched or {}).get("subscription.current_period_end")
+    if cancel.at_period_end:
+        if isinstance(period_end, int | float) and not isinstance(period_end, bool):
+            when = datetime.fromtimestamp(int(period_end), tz=UTC)
+            return (
+                _(
+                    "Your subscription will end on %(date)s — you keep access until then. "
+                    "No further charge will be made."
+                )
+                % {"date": format_date(when, locale)}
+                + also
+            )
+        return (
+            _(
+                "Your subscription will end at the end of the period you have paid for. "
+                "No further charge will be made."
+            )
+            + also
+        )
+    parts = [_("Your subscription will end now, and access with it.")]
+    if cancel.prorate:
+        parts.append(_("The unused part of the period is credited to your account."))
+    if cancel.invoice_now:
+        parts.append(_("Any outstanding charges are invoiced now."))
+    if not cancel.prorate and not cancel.invoice_now:
+        parts.append(_("No further charge will be made."))
+    return " ".join(parts) + also
+
+
 def build(
     state: PageState,
     *,
@@ -235,7 +283,7 @@ def build(
         "intro": _("Before you cancel, please tell us why you're leaving. It helps us get better."),
         "offers_title": _("Before you go, here's something for you"),
         "confirm_title": _("Confirm your cancellation"),
-        "confirm_body": _("Your subscription will be cancelled. You can come back any time."),
+        "confirm_body": confirm_sentence(state.cancel, cs.enriched_fields, state.locale, _),
     }
     copy = Copy(
         **{k: render_copy(exp_copy.get(k), fields, state.locale) or v for k, v in defaults.items()}

@@ -536,3 +536,39 @@ def test_redirect_offer_end_to_end(client, owner, session_factory):
     ).json()["data"]
     assert len(listed) == 1 and listed[0]["outcome"] == "redirected"
     assert listed[0]["offer_accepted_id"] == "talk"
+
+
+def test_confirm_step_says_when_and_how_the_subscription_ends(stripe_page, owner, stripe_client):
+    """Before the subscriber confirms, the page says what the app's cancel options will do
+    in Stripe: the date the paid period ends (from Stripe), or now with a credit/invoice."""
+    from stayflow.flows.copy import format_date
+
+    client, sub_id = stripe_page
+    period_end = stripe_client.v1.subscriptions.retrieve(sub_id)["items"]["data"][0][
+        "current_period_end"
+    ]
+    token = start_session(client, owner, subscription_id=sub_id)
+    body = page_json(client, token)["copy"]["confirm_body"]
+    assert format_date(period_end, "en") in body
+    assert "keep access until then" in body
+    french = page_json(client, token, **{"Accept-Language": "fr"})["copy"]["confirm_body"]
+    assert format_date(period_end, "fr") in french
+
+    setup = client.put(
+        "/api/v1/billing/stripe/setup",
+        json={"cancel": {"at_period_end": False, "prorate": True, "all_subscriptions": True}},
+        headers=owner.headers,
+    )
+    assert setup.status_code == 200, setup.text
+    body = page_json(client, start_session(client, owner, subscription_id=sub_id))["copy"][
+        "confirm_body"
+    ]
+    assert body.startswith("Your subscription will end now")
+    assert "credited" in body and "other subscriptions" in body
+    assert format_date(period_end, "en") not in body
+
+
+def test_confirm_step_makes_no_promise_without_a_stripe_connection(client, flow):
+    """stayflow does not cancel for an app without a key: the page names no date."""
+    body = page_json(client, start_session(client, flow))["copy"]["confirm_body"]
+    assert body == "Your subscription will be cancelled. You can come back any time."
