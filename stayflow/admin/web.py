@@ -31,7 +31,11 @@ _env = Environment(
     undefined=StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+    extensions=["jinja2.ext.i18n"],
 )
+# Every visible string in a template goes through `_()` (new-style gettext:
+# `_("Hello %(name)s", name=x)`), so the pages can be translated.
+_env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
