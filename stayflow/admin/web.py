@@ -72,7 +72,7 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Content-Security-Policy": (
-        "default-src 'self'; style-src 'self'; script-src 'none'; frame-ancestors 'none'; "
+        "default-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'; "
         "form-action 'self'; base-uri 'none'"
     ),
 }
@@ -229,3 +229,10 @@ def check_csrf(request: Request, binding: str | None, given: str) -> None:
 
 def new_login_binding() -> str:
     return secrets.token_urlsafe(24)
+
+
+def login_csrf(request: Request) -> tuple[str, str]:
+    """(CSRF token, binding) for a form shown before signing in; the binding goes in the
+    ``stayflow_admin_login`` cookie (set it on the response)."""
+    binding = request.cookies.get(LOGIN_COOKIE) or new_login_binding()
+    return service.csrf_token(settings_of(request).secret_key, binding), binding
