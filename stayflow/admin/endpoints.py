@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from stayflow.admin import endpoints_members, i18n, service, views
+from stayflow.admin import endpoints_members, endpoints_settings, i18n, service, views
 from stayflow.admin.i18n import N_, Message
 from stayflow.admin.service import SESSION_LIFETIME
 from stayflow.admin.web import (
@@ -220,6 +220,7 @@ def install(app: FastAPI) -> None:
     """Add the admin pages, their static files and their HTML error pages to the app."""
     app.include_router(router)
     app.include_router(endpoints_members.router)
+    app.include_router(endpoints_settings.router)
     app.add_middleware(i18n.LanguageMiddleware)
     app.mount("/admin/static", StaticFiles(directory=STATIC), name="admin-static")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,10 @@ TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 SESSION_COOKIE = "stayflow_admin"
 LOGIN_COOKIE = "stayflow_admin_login"
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
 ROLE_NAMES = {OWNER: N_("owner"), EDITOR: N_("editor"), VIEWER: N_("viewer")}
@@ -61,6 +66,7 @@ def environment(language: str) -> Environment:
     env.globals["tr"] = lambda text: i18n.translate(text, language)
     env.globals["language"] = language
     env.globals["languages"] = i18n.LANGUAGE_NAMES
+    env.globals["pretty"] = _pretty
     env.globals["role_names"] = ROLE_NAMES
     env.globals["outcome_names"] = OUTCOME_NAMES
     return env
