@@ -13,7 +13,14 @@ from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from stayflow.admin import endpoints_members, endpoints_settings, i18n, service, views
+from stayflow.admin import (
+    endpoints_members,
+    endpoints_settings,
+    endpoints_webhooks,
+    i18n,
+    service,
+    views,
+)
 from stayflow.admin.i18n import N_, Message
 from stayflow.admin.service import SESSION_LIFETIME
 from stayflow.admin.web import (
@@ -221,6 +228,7 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(endpoints_members.router)
     app.include_router(endpoints_settings.router)
+    app.include_router(endpoints_webhooks.router)
     app.add_middleware(i18n.LanguageMiddleware)
     app.mount("/admin/static", StaticFiles(directory=STATIC), name="admin-static")
 
