@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from stayflow.admin import service, views
+from stayflow.admin import flow_pages, service, views
 from stayflow.admin.models import OWNER
 from stayflow.admin.service import SESSION_LIFETIME
 from stayflow.admin.web import (
@@ -202,6 +202,7 @@ def remove_member(
 def install(app: FastAPI) -> None:
     """Add the admin pages, their static files and their HTML error pages to the app."""
     app.include_router(router)
+    app.include_router(flow_pages.router)
     app.mount("/admin/static", StaticFiles(directory=STATIC), name="admin-static")
 
     @app.exception_handler(AdminPageError)
