@@ -28,6 +28,8 @@ from stayflow.page import i18n, rendering
 from stayflow.page import service as page_service
 
 PREVIEW_ID = "cs_preview"
+# The preview's forms go nowhere (form-action 'none'), so its page carries no real token.
+NO_TOKEN = ""
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def render(
     )
     state = page_service.PageState(cs, app, settings, snap, locale)
     state.cancel = billing.cancel_options(db, app)
-    page = page_service.build(state, csrf_token="preview", base_path="#preview", now=now)
+    page = page_service.build(state, csrf_token=NO_TOKEN, base_path="#preview", now=now)
     nonce = secrets.token_urlsafe(16)
     html = rendering.render_page(page, state.gettext, state.ngettext, nonce=nonce, error=None)
     return Preview(html, nonce, snap.experience.id, snap.variant_id, page.step, source)
