@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from stayflow.admin import flow_forms
+from stayflow.admin.i18n import Message
 from stayflow.admin.models import EDITOR
 from stayflow.admin.web import AdminPageError, AppPage, CurrentAppPage, check_csrf, redirect, render
 from stayflow.billing.actions.validation import offer_catalog, offer_check
@@ -100,7 +101,7 @@ def _state(db: Session, page: AppPage) -> dict[str, Any]:
 
 def _kind(kind: str) -> str:
     if kind not in KINDS:
-        raise AdminPageError(404, "There is no such page.")
+        raise AdminPageError(404, Message("There is no such page."))
     return kind
 
 
@@ -116,9 +117,9 @@ def _catalog(db: Session, request: Request, page: AppPage) -> tuple[OfferCatalog
     try:
         found = offer_catalog(db, page.access.app, request.app.state.services)
     except BillingError as exc:
-        return None, f"Stripe did not list them: {exc.message}"
+        return None, Message("Stripe did not list them: %(reason)s", reason=exc.message)
     if found is None:
-        return None, "Connect Stripe (with offers on) to pick them from your account."
+        return None, Message("Connect Stripe (with offers on) to pick them from your account.")
     return found, ""
 
 
@@ -158,7 +159,7 @@ def _item_page(
             catalog_note=catalog_note,
             offer_types=OFFER_TYPES,
             feedback_values=FEEDBACK_VALUES,
-            languages=flow_forms.LANGUAGES,
+            copy_languages=flow_forms.LANGUAGES,
             ops=flow_forms.OPS,
             rule=rule,
             nested_rule=kind == "audiences" and not new and rule is None,
@@ -243,7 +244,9 @@ def publish(request: Request, db: DB, page: CurrentAppPage, form: Posted) -> Res
             offer_check=_check(request),
         )
     except StayflowError as exc:
-        raise AdminPageError(exc.status_code, f"Not published: {exc.message}") from exc
+        raise AdminPageError(
+            exc.status_code, Message("Not published: %(reason)s", reason=exc.message)
+        ) from exc
     return redirect(_base(page) + "/history")
 
 
@@ -272,7 +275,7 @@ def _version(db: Session, page: AppPage, number: int) -> Any:
     try:
         return versions.get_version(db, page.access.app, number)
     except StayflowError as exc:
-        raise AdminPageError(404, "There is no such version.") from exc
+        raise AdminPageError(404, Message("There is no such version.")) from exc
 
 
 @router.get("/history/{number}", response_class=HTMLResponse)
@@ -305,7 +308,9 @@ def restore(
             offer_check=_check(request),
         )
     except StayflowError as exc:
-        raise AdminPageError(exc.status_code, f"Not restored: {exc.message}") from exc
+        raise AdminPageError(
+            exc.status_code, Message("Not restored: %(reason)s", reason=exc.message)
+        ) from exc
     return redirect(_base(page) + ("" if draft else "/history"))
 
 
@@ -333,7 +338,9 @@ def _sample_fields(text: str, what: str, errors: list[str]) -> dict[str, Any]:
     except yaml.YAMLError:
         data = None
     if not isinstance(data, dict):
-        errors.append(f"{what}: write one field per line, like 'first_name: Ada'.")
+        errors.append(
+            Message("%(what)s: write one field per line (a name, a colon, a value).", what=what)
+        )
         return {}
     # JSON-like values only (YAML would make dates of 2026-01-31).
     return {
@@ -379,8 +386,8 @@ def _render_preview(
     db: Session, page: AppPage, q: PreviewQuery
 ) -> tuple[page_preview.Preview | None, str, list[str]]:
     errors: list[str] = []
-    stripe_fields = _sample_fields(q.stripe_fields, "Fields from Stripe", errors)
-    request_fields = _sample_fields(q.request_fields, "Fields the snippet sends", errors)
+    stripe_fields = _sample_fields(q.stripe_fields, Message("Fields from Stripe"), errors)
+    request_fields = _sample_fields(q.request_fields, Message("Fields the snippet sends"), errors)
     document, label = _document_for(db, page, q.source)
     if errors:
         return None, label, errors
@@ -415,7 +422,7 @@ def preview(db: DB, page: CurrentAppPage, q: Annotated[PreviewQuery, Depends()])
             reasons=[r.id for r in document.reasons],
             samples=enrichment.sample_subscriptions(db, page.access.app.id, limit=50),
             versions_list=versions.list_versions(db, page.access.app, limit=20),
-            languages=PREVIEW_LANGUAGES,
+            preview_languages=PREVIEW_LANGUAGES,
             widths=PREVIEW_WIDTHS,
             frame_url=f"{_base(page)}/preview/frame?{q.query()}",
         ),
@@ -427,7 +434,7 @@ def preview_frame(db: DB, page: CurrentAppPage, q: Annotated[PreviewQuery, Depen
     """The real cancel page for the sample, framed by the preview page (and only by it)."""
     shown, _, errors = _render_preview(db, page, q)
     if shown is None:
-        raise AdminPageError(400, " ".join(errors))
+        raise AdminPageError(400, errors[0])
     return HTMLResponse(shown.html, headers=page_preview.security_headers(shown.nonce))
 
 
@@ -446,7 +453,7 @@ def item_page(request: Request, db: DB, page: CurrentAppPage, kind: str, item_id
     doc, _ = service.working(db, page.access.app)
     found = _find(doc, _kind(kind), item_id)
     if found is None:
-        raise AdminPageError(404, "There is no such item.")
+        raise AdminPageError(404, Message("There is no such item."))
     return _item_page(db, request, page, kind, found, new=False)
 
 
@@ -460,7 +467,7 @@ def save_item(
     new = item_id == "new"
     existing = {} if new else _find(doc, _kind(kind), item_id)
     if existing is None:
-        raise AdminPageError(404, "There is no such item.")
+        raise AdminPageError(404, Message("There is no such item."))
     if new:
         item_id = flow_forms.one(form, "id")
     item = flow_forms.BUILDERS[_kind(kind)](existing, form)
@@ -513,7 +520,9 @@ def delete_item(
             ),
         )
     except StayflowError as exc:
-        raise AdminPageError(exc.status_code, f"Not deleted: {exc.message}") from exc
+        raise AdminPageError(
+            exc.status_code, Message("Not deleted: %(reason)s", reason=exc.message)
+        ) from exc
     return redirect(_base(page))
 
 
@@ -528,7 +537,7 @@ def move_reason(
     reasons = list(doc.get("reasons", []))
     index = next((i for i, r in enumerate(reasons) if r.get("id") == item_id), None)
     if index is None:
-        raise AdminPageError(404, "There is no such reason.")
+        raise AdminPageError(404, Message("There is no such reason."))
     other = index - 1 if flow_forms.one(form, "direction") == "up" else index + 1
     if 0 <= other < len(reasons):
         reasons[index], reasons[other] = reasons[other], reasons[index]

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql
 import stayflow.db
 
 revision: str = "0011_flows14"
-down_revision: str | None = "0007_admin"
+down_revision: str | None = "0011_admin14"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
