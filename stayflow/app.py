@@ -41,6 +41,7 @@ from stayflow.ops.middleware import RequestContextMiddleware
 from stayflow.ops.openapi import install_openapi
 from stayflow.page.endpoints import MAX_ACTION_BYTES as PAGE_ACTION_MAX_BYTES
 from stayflow.page.endpoints import router as page_router
+from stayflow.reports.endpoints import router as reports_router
 from stayflow.settings import Settings
 from stayflow.webhooks.endpoints import router as webhooks_router
 
@@ -174,6 +175,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.include_router(enrichment_router)
     app.include_router(mirror_router)
     app.include_router(attribution_router)
+    app.include_router(reports_router)
     app.include_router(precancel_router)
     app.include_router(cancel_sessions_admin_router)
     app.include_router(flows_router)
