@@ -1,7 +1,7 @@
 """reports: facts, rollups, offer rollups, dirty sessions, counting rules
 
 Revision ID: 0011_reports15
-Revises: 0007_admin
+Revises: 0011_flows14
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 import stayflow.db
 
 revision: str = "0011_reports15"
-down_revision: str | None = "0007_admin"
+down_revision: str | None = "0011_flows14"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
