@@ -3,6 +3,7 @@ experiments (ending one and promoting its winner is for owners)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -11,9 +12,12 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from sqlalchemy import select
 
+from stayflow.admin import i18n
+from stayflow.admin.i18n import N_
 from stayflow.admin.models import OWNER
 from stayflow.admin.web import (
     AdminPageError,
+    AppPage,
     CurrentAppPage,
     Now,
     check_csrf,
@@ -34,15 +38,53 @@ Text = Annotated[str, Query(max_length=255)]
 FormStr = Annotated[str, Form()]
 FILTER_NAMES = ("currency", "experience", "offer", "reason", "audience", "variant", "plan")
 BREAKDOWN_TITLES = {
-    "reason": "Reasons",
-    "plan": "Plan",
-    "interval": "Billing interval",
-    "currency": "Currency",
-    "account_age": "Account age",
-    "audience": "Audience",
-    "experience": "Experience",
-    "variant": "Experiment variant",
+    "reason": N_("Reasons"),
+    "plan": N_("Plan"),
+    "interval": N_("Billing interval"),
+    "currency": N_("Currency"),
+    "account_age": N_("Account age"),
+    "audience": N_("Audience"),
+    "experience": N_("Experience"),
+    "variant": N_("Experiment variant"),
 }
+FILTER_LABELS = {
+    "currency": N_("Currency"),
+    "experience": N_("Experience"),
+    "offer": N_("Offer"),
+    "reason": N_("Reason"),
+    "audience": N_("Audience"),
+    "variant": N_("Variant"),
+    "plan": N_("Plan"),
+}
+# The experiment verdicts (written in stayflow.reports.experiments), marked here so the
+# admin's catalogs carry them; the page passes its language's gettext to the report.
+VERDICTS = (
+    N_("variant %(v)s saves more than %(c)s: %(d)s points (95%% CI %(lo)s to %(hi)s)"),
+    N_("variant %(v)s saves less than %(c)s: %(d)s points (95%% CI %(lo)s to %(hi)s)"),
+    N_("variant %(v)s keeps more MRR per session than %(c)s: %(d)s (95%% CI %(lo)s to %(hi)s)"),
+    N_("variant %(v)s keeps less MRR per session than %(c)s: %(d)s (95%% CI %(lo)s to %(hi)s)"),
+    N_("not enough data yet"),
+    N_("no difference detected between %(v)s and %(c)s"),
+    N_(
+        "Not enough data yet: every variant needs %(n)d decided sessions (fewest: %(v)s "
+        "with %(have)d)."
+    ),
+    N_("The control %(c)s does best."),
+    N_("No difference detected yet."),
+)
+CHART_TEXT = (
+    N_("Outcomes per day"),
+    N_("Saves"),
+    N_("Deflects"),
+    N_("Cancels"),
+    N_("Abandoned"),
+    N_("Save rate per day (%%)"),
+    N_("Save rate"),
+    N_("Offers shown and accepted"),
+    N_("Shown"),
+    N_("Accepted"),
+    N_("Sessions"),
+)
 SVG_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -51,9 +93,9 @@ SVG_HEADERS = {
 }
 
 
-def _gettext(message: str) -> str:
-    # The pages' translations arrive with the admin's catalogs; English until then.
-    return message
+def _gettext_for(page: AppPage) -> Callable[[str], str]:
+    language = i18n.page_language(page.viewer.user.language)
+    return i18n.translations(language).gettext
 
 
 def _parse(
@@ -112,6 +154,7 @@ def reports(request: Request, db: DB, page: CurrentAppPage, now: Now) -> Respons
         "pct": _pct,
         "money": experiments.money,
         "filter_names": FILTER_NAMES,
+        "filter_labels": FILTER_LABELS,
         "f": f,
     }
     if f is None:
@@ -146,6 +189,7 @@ def chart(request: Request, db: DB, page: CurrentAppPage, now: Now, name: str) -
     if f is None:
         raise AdminPageError(400, error or "Bad filter.")
     app_pk = page.access.app.id
+    _gettext = _gettext_for(page)
     if name in ("outcomes", "save-rate"):
         rows = read.table(db, app_pk, f, "over-time").rows
         days = sorted({r.value for r in rows})
@@ -169,7 +213,9 @@ def chart(request: Request, db: DB, page: CurrentAppPage, now: Now, name: str) -
             for d in days
         ]
         return _svg(
-            charts.line(_gettext("Save rate per day (%)"), days, [(_gettext("Save rate"), rates)])
+            charts.line(
+                _gettext("Save rate per day (%%)") % {}, days, [(_gettext("Save rate"), rates)]
+            )
         )
     if name == "offers":
         offer_rows = read.offers(db, app_pk, f).rows
@@ -290,7 +336,7 @@ def experiment(
             until=utcnow().date(),
             currency=currency.lower() or None,
             metric=metric,
-            gettext=_gettext,
+            gettext=_gettext_for(page),
         )
     except StayflowError as exc:
         raise AdminPageError(exc.status_code, exc.message) from exc
