@@ -9,10 +9,11 @@ from dataclasses import asdict
 from datetime import date, timedelta
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from stayflow.attribution import repository as attribution_repository
-from stayflow.attribution.models import UNMATCHED
+from stayflow.attribution.models import UNMATCHED, AttributionWatch
 from stayflow.errors import BadRequest
 from stayflow.reports import repository
 from stayflow.reports.experiments import ExperimentReport
@@ -75,14 +76,17 @@ def _figures(currency: str, c: dict[str, int]) -> dict[str, Any]:
 def figures(db: Session, app_pk: int, f: Filters) -> FiguresOut:
     rows = repository.grouped(db, app_pk, f, "all")
     state = attribution_repository.get_state(db, app_pk)
-    unmatched = matched = 0
-    for _cur, _outcome, status, count, *_ in attribution_repository.watch_totals(
-        db, app_pk, None, None
-    ):
-        if status == UNMATCHED:
-            unmatched += int(count)
-        else:
-            matched += int(count)
+    # Two index counts (app; app + status), not a scan of every watch's amounts.
+    watched = db.scalar(select(func.count()).where(AttributionWatch.app_pk == app_pk)) or 0
+    unmatched = (
+        db.scalar(
+            select(func.count()).where(
+                AttributionWatch.app_pk == app_pk, AttributionWatch.status == UNMATCHED
+            )
+        )
+        or 0
+    )
+    matched = int(watched) - int(unmatched)
     return FiguresOut(
         filters=filters_out(f),
         source="facts" if f.needs_facts else "rollups",

@@ -37,6 +37,8 @@ REFRESH_BATCH = 2000
 # Subscribers recounted per statement batch (and sessions per subscriber read at most).
 SUBSCRIBER_BATCH = 500
 MAX_SESSIONS_PER_SUBSCRIBER = 1000
+# Bounds a rebuild: pages of SUBSCRIBER_BATCH subscribers (50 million subscribers).
+MAX_REBUILD_PAGES = 100_000
 _FACT_COLUMNS = (
     "session_id",
     "subscription_id",
@@ -364,7 +366,7 @@ def rebuild(db: Session, app_pk: int) -> int:
         settings.rebuild_requested = False
     total = 0
     after = ""
-    while True:
+    for _ in range(MAX_REBUILD_PAGES):
         subs = list(
             db.scalars(
                 select(CancelSession.subscription_id)
