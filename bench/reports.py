@@ -72,12 +72,12 @@ def load(db: Session, app_pk: int, n: int, offset: int) -> None:
     pg = db.get_bind().dialect.name == "postgresql"
     pick = _pick_pg if pg else _pick_sqlite
     if pg:
-        seq = f"generate_series({offset + 1}, {offset + n}) AS g(i)"
+        seq = f"generate_series({offset + 1}::bigint, {offset + n}::bigint) AS g(i)"
         ts = (
             f"(TIMESTAMPTZ '{START.isoformat()} 00:00:00+00' + ((i * 7919) % 365) "
             "* INTERVAL '1 day' + (i % 86400) * INTERVAL '1 second')"
         )
-        day = f"(DATE '{START.isoformat()}' + ((i * 7919) % 365))"
+        day = f"(DATE '{START.isoformat()}' + ((i * 7919) % 365)::int)"
         empty, empty_list = "'{}'::jsonb", "'[]'::jsonb"
         plus_day = f"{ts} + INTERVAL '1 day'"
         with_seq = ""

@@ -65,6 +65,10 @@ _FACT_COLUMNS = (
 )
 
 
+# What ``apps.erase`` writes over an erased subscriber's ids (kept in step with it).
+ERASED = "[erased]"
+
+
 class InvalidReportSettings(BadRequest):
     error_type = "invalid_report_settings"
 
@@ -168,13 +172,25 @@ _SESSION_COLUMNS = (
 )
 
 
-def _inputs(db: Session, app_pk: int, subscription_ids: Sequence[str]) -> list[F.FactInput]:
-    """Every session that counts (opened, or finished/abandoned) of these subscribers."""
+def _inputs(
+    db: Session,
+    app_pk: int,
+    subscription_ids: Sequence[str] = (),
+    *,
+    session_pks: Sequence[int] = (),
+) -> list[F.FactInput]:
+    """Every session that counts (opened, or finished/abandoned) of these subscribers (or,
+    with ``session_pks``, these sessions)."""
+    chosen = (
+        CancelSession.id.in_(list(session_pks))
+        if session_pks
+        else CancelSession.subscription_id.in_(list(subscription_ids))
+    )
     rows = db.execute(
         select(*_SESSION_COLUMNS)
         .where(
             CancelSession.app_pk == app_pk,
-            CancelSession.subscription_id.in_(list(subscription_ids)),
+            chosen,
             or_(CancelSession.viewed_at.is_not(None), CancelSession.outcome.is_not(None)),
         )
         .order_by(CancelSession.subscription_id, CancelSession.created_at.desc())
@@ -183,7 +199,7 @@ def _inputs(db: Session, app_pk: int, subscription_ids: Sequence[str]) -> list[F
     per: dict[str, int] = {}
     for r in rows:
         per[r.subscription_id] = per.get(r.subscription_id, 0) + 1
-        if per[r.subscription_id] > MAX_SESSIONS_PER_SUBSCRIBER:
+        if per[r.subscription_id] > MAX_SESSIONS_PER_SUBSCRIBER and r.subscription_id != ERASED:
             continue
         inputs.append(
             F.FactInput(
@@ -235,8 +251,12 @@ def new_facts(inputs: Sequence[F.FactInput], rules: F.Rules) -> dict[int, dict[s
     for item in inputs:
         by_subscriber.setdefault(item.session.subscription_id, []).append(item)
     out: dict[int, dict[str, Any]] = {}
-    for items in by_subscriber.values():
-        flags = F.counted_flags([i.session.created_at for i in items], rules.dedup_days)
+    for subscriber, items in by_subscriber.items():
+        if subscriber == ERASED:
+            # Erased subscribers are no longer told apart: each visit counts on its own.
+            flags = [True] * len(items)
+        else:
+            flags = F.counted_flags([i.session.created_at for i in items], rules.dedup_days)
         for item, flag in zip(items, flags, strict=True):
             out[item.session.id] = F.fact_of(item, counted=flag, rules=rules)
     return out
@@ -322,36 +342,62 @@ def apply_deltas(
     )
 
 
+def _replace(
+    db: Session, app_pk: int, old: dict[int, dict[str, Any]], new: dict[int, dict[str, Any]]
+) -> int:
+    """Write the new facts over the old ones and move the rollups by the difference."""
+    table: Any = ReportFact.__table__
+    gone = [pk for pk in old if pk not in new]
+    before = [old[pk] for pk in gone]
+    after: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
+    for pk, fact in new.items():
+        if pk in old:
+            if _same(old[pk], fact):
+                continue
+            before.append(old[pk])
+            db.execute(update(table).where(table.c.id == old[pk]["id"]).values(**fact))
+        else:
+            inserts.append({"app_pk": app_pk, "session_pk": pk, **fact})
+        after.append(fact)
+    if inserts:
+        db.execute(insert(table), inserts)
+    if gone:
+        db.execute(delete(table).where(table.c.session_pk.in_(gone)))
+    rollup, offers = F.deltas(before, after)
+    apply_deltas(db, app_pk, rollup, offers)
+    return len(after) + len(gone)
+
+
 def recount(db: Session, app_pk: int, subscription_ids: Sequence[str], rules: F.Rules) -> int:
     """Recompute the facts of these subscribers and move the rollups by the difference."""
     changed = 0
-    subs = sorted(set(subscription_ids))
-    table: Any = ReportFact.__table__
+    subs = sorted(set(subscription_ids) - {ERASED})
     for start in range(0, len(subs), SUBSCRIBER_BATCH):
         chunk = subs[start : start + SUBSCRIBER_BATCH]
-        old = _old_facts(db, app_pk, chunk)
-        new = new_facts(_inputs(db, app_pk, chunk), rules)
-        gone = [pk for pk in old if pk not in new]
-        before = [old[pk] for pk in gone]
-        after: list[dict[str, Any]] = []
-        inserts: list[dict[str, Any]] = []
-        for pk, fact in new.items():
-            if pk in old:
-                if _same(old[pk], fact):
-                    continue
-                before.append(old[pk])
-                db.execute(update(table).where(table.c.id == old[pk]["id"]).values(**fact))
-            else:
-                inserts.append({"app_pk": app_pk, "session_pk": pk, **fact})
-            after.append(fact)
-        if inserts:
-            db.execute(insert(table), inserts)
-        if gone:
-            db.execute(delete(table).where(table.c.session_pk.in_(gone)))
-        rollup, offers = F.deltas(before, after)
-        apply_deltas(db, app_pk, rollup, offers)
-        changed += len(after) + len(gone)
+        changed += _replace(
+            db, app_pk, _old_facts(db, app_pk, chunk), new_facts(_inputs(db, app_pk, chunk), rules)
+        )
     return changed
+
+
+def recount_sessions(db: Session, app_pk: int, session_pks: Sequence[int], rules: F.Rules) -> int:
+    """Recompute the facts of these sessions alone (erased ones: no subscriber to group by)."""
+    changed = 0
+    pks = sorted(set(session_pks))
+    table = ReportFact.__table__
+    for start in range(0, len(pks), SUBSCRIBER_BATCH):
+        chunk = pks[start : start + SUBSCRIBER_BATCH]
+        rows = db.execute(select(table).where(table.c.session_pk.in_(chunk))).mappings()
+        old = {int(r["session_pk"]): dict(r) for r in rows}
+        inputs = _inputs(db, app_pk, session_pks=chunk)
+        changed += _replace(db, app_pk, old, new_facts(inputs, rules))
+    return changed
+
+
+def forget_subscriber(db: Session, app_pk: int, session_pks: Sequence[int]) -> int:
+    """After an erasure: the sessions' facts lose the subscriber's ids now (same transaction)."""
+    return recount_sessions(db, app_pk, session_pks, rules_of(get_settings(db, app_pk)))
 
 
 def rebuild(db: Session, app_pk: int) -> int:
@@ -379,6 +425,13 @@ def rebuild(db: Session, app_pk: int) -> int:
         if not subs:
             break
         total += recount(db, app_pk, subs, rules)
+        if ERASED in subs:
+            erased = db.scalars(
+                select(CancelSession.id).where(
+                    CancelSession.app_pk == app_pk, CancelSession.subscription_id == ERASED
+                )
+            ).all()
+            total += recount_sessions(db, app_pk, list(erased), rules)
         after = subs[-1]
     return total
 
@@ -401,16 +454,20 @@ def refresh(db: Session, app_pk: int, *, batch: int = REFRESH_BATCH) -> int:
     db.execute(delete(ReportDirty).where(ReportDirty.id.in_([d.id for d in dirty])))
     session_ids = sorted({d.session_id for d in dirty})
     subs: set[str] = set()
+    erased: list[int] = []
     for start in range(0, len(session_ids), 500):
-        subs.update(
-            db.scalars(
-                select(CancelSession.subscription_id).where(
-                    CancelSession.app_pk == app_pk,
-                    CancelSession.session_id.in_(session_ids[start : start + 500]),
-                )
+        for pk, sub in db.execute(
+            select(CancelSession.id, CancelSession.subscription_id).where(
+                CancelSession.app_pk == app_pk,
+                CancelSession.session_id.in_(session_ids[start : start + 500]),
             )
-        )
-    return recount(db, app_pk, sorted(subs), rules_of(settings))
+        ):
+            if sub == ERASED:
+                erased.append(pk)
+            else:
+                subs.add(sub)
+    rules = rules_of(settings)
+    return recount(db, app_pk, sorted(subs), rules) + recount_sessions(db, app_pk, erased, rules)
 
 
 def refresh_all(db: Session, app_pk: int, *, max_rounds: int = 50) -> int:

@@ -66,10 +66,14 @@ def raw_aggregation(
         lambda: {"shown": 0, "accepted": 0, "mrr_kept": 0}
     )
     for cs in sessions:
-        superseded = window.days > 0 and any(
-            o.subscription_id == cs.subscription_id
-            and cs.created_at < o.created_at <= cs.created_at + window
-            for o in sessions
+        superseded = (
+            window.days > 0
+            and cs.subscription_id != "[erased]"
+            and any(
+                o.subscription_id == cs.subscription_id
+                and cs.created_at < o.created_at <= cs.created_at + window
+                for o in sessions
+            )
         )
         if superseded:
             continue
@@ -263,3 +267,30 @@ def test_a_second_visit_within_the_window_counts_once_with_the_latest_outcome(
         service.refresh_all(db, pk)
         rollups, _ = stored(db, pk)
         assert rollups[(BASE.date(), "usd", "all", "")]["saves"] == 1
+
+
+def test_an_erased_subscriber_leaves_no_id_in_the_facts_and_the_rollups_stay_exact(
+    session_factory: sessionmaker[Session], owner: Tenant
+) -> None:
+    from stayflow.apps.erase import erase_subscriber
+    from stayflow.apps.models import App
+    from stayflow.reports.models import ReportFact
+
+    with transaction(session_factory) as db:
+        pk = app_pk(db, owner.app_id)
+        first = new_session(db, pk, "sub_ada", BASE, email="ada@example.com")
+        finish(db, first, "canceled", comment="ada's words")
+        second = new_session(db, pk, "sub_ada", BASE + timedelta(days=3), offers_shown=["off10"])
+        finish(db, second, "saved", offer="off10")
+        other = new_session(db, pk, "sub_bob", BASE)
+        finish(db, other, "canceled")
+        service.refresh_all(db, pk)
+    with transaction(session_factory) as db:
+        app = db.get(App, pk)
+        assert app is not None
+        erase_subscriber(db, app, subscription_id="sub_ada")
+    with transaction(session_factory) as db:
+        service.refresh_all(db, pk)
+        subs = set(db.scalars(select(ReportFact.subscription_id).where(ReportFact.app_pk == pk)))
+        assert subs == {"[erased]", "sub_bob"}
+        assert stored(db, pk) == raw_aggregation(db, pk)
