@@ -1,7 +1,7 @@
 """cancel sessions opened in a modal: the origin of the page that frames the hosted page
 
 Revision ID: 0011_modal16
-Revises: 0007_admin
+Revises: 0011_flows14
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011_modal16"
-down_revision: str | None = "0007_admin"
+down_revision: str | None = "0011_flows14"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
