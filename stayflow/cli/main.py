@@ -76,6 +76,7 @@ def worker(concurrency: int | None) -> None:
     runner = Worker(
         make_session_factory(engine),
         concurrency=concurrency or settings.worker_concurrency,
+        lane_concurrency=settings.worker_lane_concurrency,
         poll_interval=settings.worker_poll_interval,
         lease_seconds=settings.job_lease_seconds,
         services={"settings": settings, "encryptor": Encryptor(settings.secret_key)},
