@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 import stayflow.db
 
 revision: str = "0011_reports15"
-down_revision: str | None = "0011_flows14"
+down_revision: str | None = "0011_modal16"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
