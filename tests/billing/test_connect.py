@@ -16,6 +16,7 @@ ALL_READ_WRITE = {
     "prices": "read",
     "coupons": "read",
     "events": "read",
+    "invoices": "read",
     "webhook_endpoints": "write",
 }
 
@@ -91,7 +92,9 @@ def test_a_restricted_key_reports_exactly_which_permission_each_use_case_misses(
     assert body["account_id"] and body["account_id"].startswith("acct_")
     cases = body["use_cases"]
     assert cases["enrichment"]["missing"] == ["prices:read"]
-    assert cases["attribution"] == {**cases["attribution"], "ready": True, "missing": []}
+    # Attribution reads invoices (cash collected) and a customer's coupon as well.
+    assert cases["attribution"]["missing"] == ["invoices:read", "coupons:read"]
+    assert not cases["attribution"]["ready"]
     assert cases["offers"]["missing"] == ["subscriptions:write", "coupons:read", "prices:read"]
     assert cases["cancels"]["missing"] == ["subscriptions:write"]
     assert not cases["enrichment"]["ready"] and not cases["cancels"]["ready"]
