@@ -246,6 +246,7 @@ def _customers(
         if outcome == "unknown_customer":
             unknown.append(customer_id)
     wanted = sorted(repository.watched_customers(db, app_pk, unknown)) if unknown else []
+    coupons: dict[str, dict[str, Any]] = {}
     for customer_id in wanted[:MAX_RETRIEVES]:
         result.requests += 1
         try:
@@ -255,9 +256,11 @@ def _customers(
             raw = {"id": customer_id, "object": "customer", "deleted": True}
         mirror_service.store_customer(db, app_pk, raw, version=now)
         result.customers_retrieved += 1
+        coupon = mirror_service.expanded_coupon(raw.get("discount"))
+        if coupon is not None:
+            coupons[str(coupon["id"])] = coupon  # read with the customer: not again
     named = mirror_repository.customers_naming_coupons(db, app_pk, MAX_RETRIEVES)
-    coupons: dict[str, dict[str, Any]] = {}
-    for coupon_id in sorted(set(named.values()))[:MAX_COUPONS]:
+    for coupon_id in sorted(set(named.values()) - set(coupons))[:MAX_COUPONS]:
         result.requests += 1
         try:
             coupons[coupon_id] = provider.retrieve_coupon_raw(coupon_id)
@@ -265,7 +268,7 @@ def _customers(
             result.notes.append(f"coupon {coupon_id!r}: {exc.message}")
             continue
         result.coupons_read += 1
-    if coupons:
+    if named and coupons:
         mirror_service.expand_customer_coupons(
             db, app_pk, [c for c, coupon in named.items() if coupon in coupons], coupons
         )

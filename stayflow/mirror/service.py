@@ -174,7 +174,7 @@ def discount_coupon_id(discount: Any) -> str | None:
     return coupon if isinstance(coupon, str) and coupon else None
 
 
-def _expanded_coupon(discount: Any) -> dict[str, Any] | None:
+def expanded_coupon(discount: Any) -> dict[str, Any] | None:
     source = discount.get("source") if isinstance(discount, dict) else None
     coupon = source.get("coupon") if isinstance(source, dict) else None
     return coupon if isinstance(coupon, dict) and coupon.get("id") else None
@@ -192,7 +192,7 @@ def with_coupon(discount: dict[str, Any], coupon: dict[str, Any]) -> dict[str, A
 def _carry_coupon(raw: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
     """Put back the coupon a stored copy of the customer had expanded (same coupon id)."""
     wanted = discount_coupon_id(raw.get("discount"))
-    known = _expanded_coupon((previous or {}).get("discount"))
+    known = expanded_coupon((previous or {}).get("discount"))
     if wanted and known is not None and known["id"] == wanted:
         return {**raw, "discount": with_coupon(raw["discount"], known)}
     return raw

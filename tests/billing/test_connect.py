@@ -46,9 +46,11 @@ def test_connect_with_a_secret_key_registers_the_webhook_and_keeps_the_key_secre
     assert [e.id for e in endpoints] == [body["webhooks"]["endpoint_id"]]
     assert endpoints[0].url == body["webhooks"]["url"]
     assert "customer.subscription.updated" in endpoints[0].enabled_events
+    assert "customer.discount.updated" in endpoints[0].enabled_events  # customer coupons
 
     # At rest the key and the signing secret are encrypted, and decrypt to the right values.
     conn = _connection(session_factory)
+    assert conn.webhook_events == endpoints[0].enabled_events  # what was asked, recorded
     assert sandbox.secret_key not in conn.api_key_encrypted
     assert ENCRYPTOR.decrypt(conn.api_key_encrypted) == sandbox.secret_key
     assert ENCRYPTOR.decrypt(conn.webhook_secret_encrypted).startswith("whsec_")
