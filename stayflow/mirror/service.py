@@ -290,7 +290,7 @@ def store_subscription(
 def store_live(db: Session, app_pk: int, raw: dict[str, Any]) -> bool:
     """Store what a live read just saw: it is the truth as of now."""
     existing = repository.get_subscription(db, app_pk, str(raw.get("id") or ""))
-    version = max(int(time.time()), existing.version if existing else 0)
+    version = max(int(utcnow().timestamp()), existing.version if existing else 0)
     return store_subscription(db, app_pk, raw, version=version, source="live")
 
 
@@ -554,7 +554,7 @@ def backfill_page(db: Session, app_pk: int, provider: BillingProvider) -> Mirror
     if state.status == "done":
         return state
     # A page is as new as the moment its read began: a webhook stored meanwhile is newer.
-    version = int(time.time())
+    version = int(utcnow().timestamp())
     if state.pages == 0 and state.cursor is None:
         # Subscription lists cannot expand products (4 levels at most): copy them first.
         _backfill_products(db, app_pk, provider, version)
