@@ -1,7 +1,7 @@
 """billing_connections.webhook_events: the event types stayflow's managed endpoint asked for
 
 Revision ID: 0011_attr12
-Revises: 0007_admin
+Revises: 0011_flows14
 Create Date: 2026-12-02 01:10:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0011_attr12"
-down_revision: str | None = "0007_admin"
+down_revision: str | None = "0011_flows14"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
