@@ -5,6 +5,8 @@ save whose offer the billing-action job applied in the sandbox."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -266,3 +268,51 @@ def test_a_customer_discount_removed_by_webhook_is_judged_without_asking_stripe(
         )
         assert stored is not None and stored.outcome == "applied"
     assert att.watch(session).mrr_kept == 2000
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_sync_waiting_on_stripe_holds_no_lock_on_the_state_row(
+    att: Attribution, owner: Tenant
+) -> None:
+    """PostgreSQL: while a sync waits on Stripe, what a second sync of the app (or the first
+    one's failure record, in its own transaction) does first, get or create the app's state
+    row, must not wait on it. It did, with no end, while the sync created that row inside its
+    own long transaction: ``lock_timeout`` turns such a wait into an error here."""
+    from sqlalchemy import text
+
+    from stayflow.jobs import service as jobs
+
+    sub = _subscription(att.sandbox, 2000)
+    att.session(sub, "saved")
+    with att.factory() as db:
+        assert repository.get_state(db, att.env.app_pk) is None  # the app's first sync
+    att.sandbox.inject_fault("latency", seconds=6, method="GET", path="/v1/events", times=1)
+    with transaction(att.factory) as db:
+        jobs.enqueue(db, "attribution.sync", {}, app_pk=att.env.app_pk)
+    worker = Worker(att.factory, services={**att.env.services(), "clock": att.now})
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run_until_idle(timeout=60)
+        except BaseException as exc:  # reported by the test below
+            errors.append(exc)
+
+    with counting(att.sandbox) as requests:
+        thread = threading.Thread(target=run)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 30
+            while "GET /v1/events" not in requests and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert "GET /v1/events" in requests, "the sync never asked Stripe"
+            # The sync is now waiting on Stripe (6 s), inside its transaction.
+            with transaction(att.factory) as db:
+                db.execute(text("SET LOCAL lock_timeout = '1s'"))
+                state = repository.get_or_create_state(db, att.env.app_pk)
+                assert state.app_pk == att.env.app_pk
+        finally:
+            thread.join(timeout=90)
+            worker.stop(timeout=1)
+    assert not thread.is_alive() and errors == []
+    assert _state(att).last_sync_outcome == "ok"
