@@ -263,9 +263,11 @@ def _add_domain_commands() -> None:
     from stayflow.admin.cli import users
     from stayflow.attribution.cli import attribution
     from stayflow.billing.cli import keys, stripe_group
+    from stayflow.demo.cli import demo
     from stayflow.flows.cli import flows
 
     main.add_command(attribution)
+    main.add_command(demo)
     main.add_command(flows)
     main.add_command(keys)
     main.add_command(stripe_group)
