@@ -249,6 +249,7 @@ class Demo:
 
         def progress(day: int, sessions: int) -> None:
             self.day = day
+            self.state.history_day = day
             self.state.sessions_played = base + sessions
             demo_state.save(self.folder, self.state)
 
@@ -261,6 +262,7 @@ class Demo:
                 stop=self.stop_event,
                 progress=progress,
                 settle=self._settle,
+                played_through=self.state.history_day,
             )
             if self.stop_event.is_set():
                 return
