@@ -87,7 +87,11 @@ class Demo:
         if not self.state.seeded:
             self._seed(settings)
         self._site = Site(lambda: self.state, self.progress)
-        self._site.start(self.state.site_port)
+        try:
+            self._site.start(self.state.site_port)
+        except OSError as exc:
+            self._site = None
+            raise DemoError(f"cannot serve the site on port {self.state.site_port}: {exc}") from exc
         if not self.state.history_done:
             self._spawn(self._history, "stayflow-demo-history")
 
