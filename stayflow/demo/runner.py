@@ -158,13 +158,13 @@ class Demo:
         )
         self._server = uvicorn.Server(config)
         thread = threading.Thread(target=self._server.run, name="stayflow-demo-web", daemon=True)
+        self._web_thread = thread
         thread.start()
         deadline = time.monotonic() + 60
         while not self._server.started:
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise DemoError(f"stayflow did not start on port {self.state.port}")
             time.sleep(0.05)
-        self._web_thread = thread
 
     def _seed(self, settings: Any) -> None:
         """The demo app, its admin user, its Stripe connection, settings, flows and catalog."""
