@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,13 +56,15 @@ class SessionWriter:
         self.engine = engine
         self._statement = insert(CancelSession)
         # Rows cross between the event loop and the thread in groups, both ways: what one
-        # turn of a loop wrote is handed over at once (one wake-up of the thread, not one
-        # per row), and a batch's answers go back in one call per loop (one wake-up of the
-        # loop). Each wake-up is a system call, which the profile showed per request.
-        self._queue: queue.Queue[list[_Pending]] = queue.Queue()
+        # turn of a loop wrote is handed over at once, and a batch's answers go back in one
+        # call per loop (one wake-up of the loop). The thread is woken only when it waits
+        # for work: while it commits a batch, rows just queue up behind it. Each wake-up is a
+        # system call and a fight for the GIL, which the profile showed per request.
+        self._queue: deque[_Pending] = deque()
         self._gathering: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
-        self._carried: list[_Pending] = []  # taken from the queue beyond MAX_BATCH
         self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._waiting = False  # the thread sleeps on ``_work`` (under ``_lock``)
         self._thread: threading.Thread | None = None
 
     async def write(self, row: dict[str, Any]) -> None:
@@ -77,39 +80,44 @@ class SessionWriter:
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         group = self._gathering.pop(loop, None)
-        if group:
-            self._queue.put(group)
-            self._ensure_thread()
-
-    def _ensure_thread(self) -> None:
+        if not group:
+            return
         with self._lock:
+            self._queue.extend(group)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="stayflow-precancel-writer", daemon=True
                 )
                 self._thread.start()
+            elif self._waiting:
+                self._waiting = False
+                self._work.notify()
+
+    def _next_batch(self) -> list[_Pending] | None:
+        """Up to MAX_BATCH queued rows; waits for some, None after IDLE_SECONDS without."""
+        with self._lock:
+            if not self._queue:
+                deadline = time.monotonic() + IDLE_SECONDS
+                while not self._queue:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        # Under the lock: a writer that queues from now on starts a thread.
+                        self._thread = None
+                        return None
+                    self._waiting = True
+                    self._work.wait(left)
+                    self._waiting = False
+            queued = self._queue
+            count = min(len(queued), MAX_BATCH)
+            return [queued.popleft() for _ in range(count)]
 
     def _run(self) -> None:
         conn: Connection | None = None
         try:
             while True:
-                batch, self._carried = self._carried, []
-                if not batch:
-                    try:
-                        batch = self._queue.get(timeout=IDLE_SECONDS)
-                    except queue.Empty:
-                        with self._lock:
-                            # Re-check under the lock: a writer may have queued just now.
-                            if self._queue.empty():
-                                self._thread = None
-                                return
-                        continue
-                while len(batch) < MAX_BATCH:
-                    try:
-                        batch.extend(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                batch, self._carried = batch[:MAX_BATCH], batch[MAX_BATCH:]
+                batch = self._next_batch()
+                if batch is None:
+                    return
                 conn = self._commit(conn, batch)
         finally:
             if conn is not None:

@@ -161,32 +161,34 @@ def test_unknown_apps_are_404_or_400(client, app_id):
     assert response.status_code in (400, 404) and response.json()["valid"] is False
 
 
-def _find_middleware(app, kind):
-    layer = app.middleware_stack
-    for _ in range(50):
-        if isinstance(layer, kind):
-            return layer
-        layer = getattr(layer, "app", None)
-    return None
-
-
 def test_precancel_takes_its_own_route_and_keeps_metrics(client, owner):
     from stayflow.cancel_sessions.fastpath import PrecancelRoute
 
     configure(client, owner)
-    assert client.get("/healthz").status_code == 200  # builds the stack; others pass through
-    route = _find_middleware(client.app, PrecancelRoute)
-    assert route is not None and route.active  # falls back to the router only if it must
+    route = client.app.precancel_route
+    assert isinstance(route, PrecancelRoute)
+    taken: list[str] = []
+
+    async def watched(scope, receive, send):  # the real route, counted
+        taken.append(scope["method"])
+        await route(scope, receive, send)
+
+    client.app.precancel_route = watched
     answer = client.post("/precancel", json=precancel_body(owner, subscription_id="sub_fast"))
     assert answer.status_code == 200 and answer.json()["valid"] is True
     assert len(answer.headers["x-request-id"]) == 32
     bad = client.post("/precancel", content=b"not json")
     assert bad.status_code == 400 and bad.json()["valid"] is False
+    assert taken == ["POST", "POST"]
     metrics = client.get("/metrics").text
     assert 'stayflow_http_requests_total{method="POST",route="/precancel",status="200"} 1.0' in (
         metrics
     )
+    assert 'stayflow_http_requests_total{method="POST",route="/precancel",status="400"} 1.0' in (
+        metrics
+    )
     assert client.get("/precancel").status_code == 405  # other methods: the router's answer
+    assert taken == ["POST", "POST"]
 
 
 def test_random_bytes_are_never_handed_out_twice_even_across_fork():
