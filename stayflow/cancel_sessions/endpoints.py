@@ -198,6 +198,7 @@ async def precancel_preflight(request: Request) -> Response:
     """
     origin = request.headers.get("origin")
     app_id = request.query_params.get("app_id")
+    info: AppInfo | None = None
     if app_id is None:
         allowed = bool(origin)
     else:
@@ -208,7 +209,11 @@ async def precancel_preflight(request: Request) -> Response:
         log.warning(
             "precancel.preflight_refused",
             extra={
-                "reason": "unknown_app" if info is None else "origin_not_allowed",
+                "reason": "no_origin"
+                if not origin
+                else "unknown_app"
+                if info is None
+                else "origin_not_allowed",
                 "app_id": info.app_id if info is not None else None,
                 "origin": origin,
             },

@@ -42,7 +42,7 @@ from stayflow.ops.input_limits import (
     read_capped,
     refusal_answer,
 )
-from stayflow.ops.metrics import Metrics
+from stayflow.ops.metrics import UNMATCHED, Metrics
 from stayflow.ops.middleware import (
     internal_error_body,
     internal_error_start,
@@ -111,6 +111,9 @@ class PrecancelRoute:
         token = request_id_var.set(request_id)
         responded = False
         status = 500
+        # Refused at the edge, the request never reached a route: counted and logged as
+        # "unmatched", as the middleware does (its route is set by the router).
+        template = UNMATCHED
 
         async def answer(code: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
             nonlocal responded, status
@@ -129,6 +132,7 @@ class PrecancelRoute:
                 await answer(refused[0].status, headers, payload)
                 return
             if length is None and b"chunked" not in transfer.lower():
+                template = PATH
                 # No body announced: the checks have nothing to look at (as InputLimits);
                 # read what there is the way the framework's route does.
                 body = await Request(scope, receive).body()
@@ -147,6 +151,7 @@ class PrecancelRoute:
                     await answer(400, headers, payload)
                     return
                 body = read
+            template = PATH
             query = scope.get("query_string", b"")
             query_app = QueryParams(query).get("app_id") if query else None
             origin = origin_raw.decode("latin-1") if origin_raw is not None else None
@@ -170,12 +175,12 @@ class PrecancelRoute:
             headers.append(_CONTENT_TYPE)
             await answer(result.status, headers, payload)
         except Exception:
-            log_unhandled(PATH)
+            log_unhandled(template)
             if responded:
                 raise
             status = 500
             await send(internal_error_start(request_id))
             await send(internal_error_body())
         finally:
-            request_done(self.metrics, METHOD, PATH, status, started)
+            request_done(self.metrics, METHOD, template, status, started)
             request_id_var.reset(token)

@@ -34,6 +34,8 @@ class JobsCollector(Collector):
 
 
 MAX_CACHED_CHILDREN = 2000
+# The route label of a request no route took (refused at the edge, or no such path).
+UNMATCHED = "unmatched"
 
 
 class Metrics:
@@ -75,4 +77,4 @@ class Metrics:
 def route_template(scope: MutableMapping[str, Any]) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return str(path) if path else "unmatched"
+    return str(path) if path else UNMATCHED
