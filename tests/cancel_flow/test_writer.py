@@ -240,3 +240,46 @@ def test_writer_keeps_its_connection_settings_to_itself_and_survives_losing_it(
             conn.commit()
     asyncio.run(writer.write(row(app_pk, 2)))
     assert count(session_factory) == 2
+
+
+def test_the_writers_insert_stores_what_sqlalchemys_insert_stores(engine, session_factory, owner):
+    """The writer hands the driver values it made itself (one INSERT text, SQLAlchemy's bind
+    processors): column by column, the stored values must be those of SQLAlchemy's insert."""
+    from sqlalchemy import insert
+
+    with session_factory() as db:
+        app_pk = db.scalar(select(App.id).where(App.app_id == owner.app_id))
+    base = row(app_pk, 1)
+    full = {
+        **base,
+        "request_fields": {"custom": {"seats": 3, "name": "Zoë"}, "a.b": [1, None, 2.5]},
+        "signed_fields": {"plan": {"tier": "gold"}},
+        "locale": "fr",
+        "save_return_url": None,
+    }
+    cases = {"without signed_fields (its default)": base, "every field": full}
+    columns = [c.name for c in CancelSession.__table__.c if c.name not in ("id", "session_id")]
+    columns.remove("token_hash")
+    writer = SessionWriter(engine)
+    stored: dict[str, list[tuple]] = {}
+    for n, (name, values) in enumerate(cases.items()):
+        ours = {**values, "session_id": f"cs_ours{n}", "token_hash": f"ours{n}"}
+        theirs = {**values, "session_id": f"cs_theirs{n}", "token_hash": f"theirs{n}"}
+        asyncio.run(writer.write(ours))
+        with engine.begin() as conn:
+            conn.execute(insert(CancelSession), [theirs])
+        with engine.connect() as conn:
+            for who in ("ours", "theirs"):
+                stored[f"{name} {who}"] = list(
+                    conn.exec_driver_sql(
+                        f"SELECT {', '.join(columns)} FROM cancel_sessions "
+                        f"WHERE session_id = 'cs_{who}{n}'"
+                    ).one()
+                )
+        ours_row, theirs_row = stored[f"{name} ours"], stored[f"{name} theirs"]
+        assert ours_row == theirs_row, name
+    with session_factory() as db:
+        one = db.scalar(select(CancelSession).where(CancelSession.session_id == "cs_ours1"))
+        assert one.request_fields == full["request_fields"]
+        assert one.signed_fields == {"plan": {"tier": "gold"}}
+        assert one.created_at == full["created_at"] and one.created_at.tzinfo is not None
