@@ -143,6 +143,7 @@ def create_app(
             worker = Worker(
                 session_factory,
                 concurrency=settings.worker_concurrency,
+                lane_concurrency=settings.worker_lane_concurrency,
                 poll_interval=settings.worker_poll_interval,
                 lease_seconds=settings.job_lease_seconds,
                 services=app.state.services,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,8 +38,21 @@ BigIntPK = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
 JSONType = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
+# The process's clock. ``None``: real time. ``stayflow demo`` sets it to the Stripe sandbox's
+# movable clock, so stayflow and its (emulated) Stripe agree on what "now" is everywhere:
+# session stamps, job schedules, billing plans, attribution windows.
+_clock: Callable[[], datetime] | None = None
+
+
+def set_clock(clock: Callable[[], datetime] | None) -> None:
+    """Make every ``utcnow()`` in this process read ``clock`` (``None``: real time again)."""
+    global _clock
+    _clock = clock
+
+
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    clock = _clock
+    return clock() if clock is not None else datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -52,8 +52,13 @@ def current_app(
     request: Request,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
 ) -> App:
-    """The tenant the admin API key belongs to; every admin route is scoped by it."""
-    return apps_service.authenticate(db, request.headers.get("authorization"))
+    """The tenant the admin API key belongs to; every admin route is scoped by it.
+
+    The key's id is kept on ``request.state.api_key_id`` (who made a change, in versions).
+    """
+    key, app = apps_service.authenticate_key(db, request.headers.get("authorization"))
+    request.state.api_key_id = key.key_id
+    return app
 
 
 CurrentApp = Annotated[App, Depends(current_app)]

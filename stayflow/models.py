@@ -14,7 +14,7 @@ from stayflow.cancel_sessions.models import CancelSession
 from stayflow.crypto import register_encrypted
 from stayflow.enrichment.models import FieldMapping
 from stayflow.events.models import Event
-from stayflow.flows.models import FlowConfig
+from stayflow.flows.models import FlowConfig, FlowVersion
 from stayflow.jobs.models import Job
 from stayflow.mirror.models import (
     MirrorBackfill,
@@ -39,6 +39,7 @@ __all__ = [
     "ExchangeRate",
     "FieldMapping",
     "FlowConfig",
+    "FlowVersion",
     "Job",
     "LoginThrottle",
     "Membership",

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     log_json: bool = True
     # Job runner
     worker_concurrency: int = 4
+    # Lane jobs (webhook deliveries, one per endpoint at a time) run at once, each on a thread.
+    worker_lane_concurrency: int = 32
     worker_poll_interval: float = 0.5
     job_lease_seconds: float = 60.0
     # Extra modules that register job handlers (plugins), comma-separated.

@@ -13,7 +13,8 @@ from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from stayflow.admin import service, views
+from stayflow.admin import i18n, service, views
+from stayflow.admin.i18n import N_, Message
 from stayflow.admin.models import OWNER
 from stayflow.admin.service import SESSION_LIFETIME
 from stayflow.admin.web import (
@@ -42,6 +43,14 @@ router = APIRouter(prefix="/admin", include_in_schema=False)
 
 FormStr = Annotated[str, Form()]
 
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+
+# The sign-in page's notices, named in its URL (never text from the URL itself).
+NOTICES = {
+    "signed-out": N_("You are signed out."),
+    "everywhere": N_("You are signed out on every device."),
+}
+
 
 def _safe_next(value: str) -> str:
     """Only a path inside the admin app (never another site) after signing in."""
@@ -61,7 +70,7 @@ def _login_page(
         csrf=service.csrf_token(settings.secret_key, binding),
         next_path=_safe_next(next_path),
         error=error,
-        notice=request.query_params.get("notice"),
+        notice=NOTICES.get(request.query_params.get("notice", "")),
         viewer=None,
     )
     set_cookie(response, settings, LOGIN_COOKIE, binding, max_age=3600)
@@ -87,7 +96,7 @@ def login(
 ) -> Response:
     check_csrf(request, request.cookies.get(LOGIN_COOKIE), csrf)
     if not email.strip() or not password:
-        return _login_page(request, next, "Enter your email and your password.", 400)
+        return _login_page(request, next, Message("Enter your email and your password."), 400)
     try:
         user = service.authenticate(db, email, password, client_address(request), now)
     except StayflowError as exc:
@@ -97,6 +106,36 @@ def login(
     settings = settings_of(request)
     set_cookie(response, settings, SESSION_COOKIE, token, int(SESSION_LIFETIME.total_seconds()))
     clear_cookie(response, settings, LOGIN_COOKIE)
+    if user.language:
+        # The user's own setting follows them to this browser (and its error pages).
+        set_cookie(response, settings, i18n.LANGUAGE_COOKIE, user.language, LANGUAGE_COOKIE_AGE)
+    return response
+
+
+@router.post("/language")
+def change_language(
+    request: Request,
+    db: DB,
+    viewer: OptionalViewer,
+    csrf: FormStr = "",
+    language: FormStr = "",
+    next: FormStr = "/admin",
+) -> Response:
+    """The language switcher: remembered in a cookie, and as the user's setting when signed in."""
+    binding = viewer.session_hash if viewer else request.cookies.get(LOGIN_COOKIE)
+    check_csrf(request, binding, csrf)
+    chosen = i18n.supported(language)
+    if chosen is None or chosen != language:
+        raise AdminPageError(
+            400,
+            Message(
+                "Choose one of these languages: %(languages)s.", languages=", ".join(i18n.LANGUAGES)
+            ),
+        )
+    if viewer is not None:
+        service.set_language(db, viewer.user, chosen)
+    response = redirect(_safe_next(next))
+    set_cookie(response, settings_of(request), i18n.LANGUAGE_COOKIE, chosen, LANGUAGE_COOKIE_AGE)
     return response
 
 
@@ -107,11 +146,11 @@ def logout(
     check_csrf(request, viewer.session_hash, csrf)
     if everywhere:
         service.end_all_sessions(db, viewer.user)
-        notice = "You are signed out on every device."
+        notice = "everywhere"
     else:
         service.end_session(db, viewer.session_hash)
-        notice = "You are signed out."
-    response = redirect("/admin/login?notice=" + quote(notice))
+        notice = "signed-out"
+    response = redirect("/admin/login?notice=" + notice)
     clear_cookie(response, settings_of(request), SESSION_COOKIE)
     return response
 
@@ -128,7 +167,7 @@ def switch(viewer: CurrentViewer, app: str = "") -> Response:
     """The app switcher's form target (works without JavaScript)."""
     if any(a.app.app_id == app for a in viewer.apps):
         return redirect(f"/admin/apps/{app}")
-    raise AdminPageError(404, "There is no such app.")
+    raise AdminPageError(404, Message("There is no such app."))
 
 
 @router.get("/apps/{app_id}", response_class=HTMLResponse)
@@ -174,7 +213,7 @@ def sessions(
 def session_story(db: DB, page: CurrentAppPage, session_id: str) -> Response:
     found = views.story(db, page.access.app, session_id)
     if found is None:
-        raise AdminPageError(404, "There is no such session.")
+        raise AdminPageError(404, Message("There is no such session."))
     return render("session.html", **page.context(story=found, pretty=views.pretty))
 
 
@@ -202,6 +241,7 @@ def remove_member(
 def install(app: FastAPI) -> None:
     """Add the admin pages, their static files and their HTML error pages to the app."""
     app.include_router(router)
+    app.add_middleware(i18n.LanguageMiddleware)
     app.mount("/admin/static", StaticFiles(directory=STATIC), name="admin-static")
 
     @app.exception_handler(AdminPageError)

@@ -25,6 +25,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The admin's language chosen by the user (en, fr, de); None follows the browser.
+    language: Mapped[str | None] = mapped_column(String(8), default=None)
 
 
 class Membership(Base):
@@ -64,3 +66,26 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(default=0)
     window_start: Mapped[datetime] = mapped_column()
     locked_until: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Invite(Base):
+    """An owner's invitation to join an app with a role, by a one-time link.
+
+    Only the SHA-256 of the link's token is stored; the link is shown once. A used,
+    revoked or expired invitation cannot be accepted.
+    """
+
+    __tablename__ = "admin_invites"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    app_pk: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(10))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("admin_users.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -15,6 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
 
 from stayflow.admin import repository
+from stayflow.admin.i18n import LANGUAGES, N_, Message
 from stayflow.admin.models import (
     ROLE_RANK,
     ROLES,
@@ -279,12 +280,20 @@ def authenticate(db: Session, email: str, password: str, address: str, now: date
     """
     email = email.strip().lower()
     account_key, address_key = _key("account", email), _key("address", address)
-    for key_hash, what in ((account_key, "this account"), (address_key, "your address")):
+    throttles = (
+        (
+            account_key,
+            N_("Too many failed sign-ins for this account. Try again in %(minutes)s minutes."),
+        ),
+        (
+            address_key,
+            N_("Too many failed sign-ins for your address. Try again in %(minutes)s minutes."),
+        ),
+    )
+    for key_hash, text in throttles:
         wait = _locked_for(repository.get_throttle(db, key_hash), now)
         if wait is not None:
-            raise SignInThrottled(
-                f"Too many failed sign-ins for {what}. Try again in {_minutes(wait)} minutes."
-            )
+            raise SignInThrottled(Message(text, minutes=_minutes(wait)))
     repository.delete_stale_throttles(db, now - THROTTLE_WINDOW - LOCK_TIME)
     user = repository.get_user_by_email(db, email)
     ok = False
@@ -296,7 +305,7 @@ def authenticate(db: Session, email: str, password: str, address: str, now: date
         _note_failure(db, account_key, ACCOUNT_MAX_FAILURES, now)
         _note_failure(db, address_key, ADDRESS_MAX_FAILURES, now)
         log.info("admin.signin.failed")
-        raise SignInFailed("The email or the password is wrong.")
+        raise SignInFailed(Message("The email or the password is wrong."))
     repository.delete_throttle(db, account_key)
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
@@ -336,6 +345,14 @@ def user_of_session(db: Session, token: str | None, now: datetime) -> tuple[User
         return None
     user = repository.get_user(db, row.user_pk)
     return (user, row.token_hash) if user else None
+
+
+def set_language(db: Session, user: User, language: str | None) -> None:
+    """The user's admin language (one of i18n.LANGUAGES), or None to follow the browser."""
+    if language is not None and language not in LANGUAGES:
+        raise BadRequest(f"unknown language {language!r}; use one of {', '.join(LANGUAGES)}")
+    user.language = language
+    db.flush()
 
 
 def end_session(db: Session, token_hash: str) -> None:

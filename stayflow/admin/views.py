@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from stayflow.admin.i18n import Message
 from stayflow.apps.models import App
 from stayflow.billing import service as billing_service
 from stayflow.billing.actions import service as actions_service
@@ -26,7 +27,7 @@ class StripeSummary:
     connected: bool
     account_id: str | None
     livemode: bool | None
-    missing: list[str] = field(default_factory=list)
+    missing: list[Message] = field(default_factory=list)
 
 
 def stripe_summary(db: Session, app: App, settings: Settings) -> StripeSummary:
@@ -35,8 +36,7 @@ def stripe_summary(db: Session, app: App, settings: Settings) -> StripeSummary:
     summary = StripeSummary(status.connected, status.account_id, status.livemode)
     if not status.connected:
         summary.missing.append(
-            "No Stripe key is connected: connect a restricted key "
-            "(PUT /api/v1/billing/stripe, or `stayflow stripe connect`)."
+            Message("No Stripe key is connected: connect a restricted key in Settings, Stripe.")
         )
         return summary
     for name, use in status.use_cases.items():
@@ -44,11 +44,23 @@ def stripe_summary(db: Session, app: App, settings: Settings) -> StripeSummary:
             continue
         label = name.replace("_", " ")
         if use.missing:
-            summary.missing.append(f"{label}: the key lacks {', '.join(use.missing)}.")
+            summary.missing.append(
+                Message(
+                    "%(use_case)s: the key lacks %(permissions)s.",
+                    use_case=label,
+                    permissions=", ".join(use.missing),
+                )
+            )
         elif use.unknown:
-            summary.missing.append(f"{label}: not yet checked: {', '.join(use.unknown)}.")
+            summary.missing.append(
+                Message(
+                    "%(use_case)s: not yet checked: %(permissions)s.",
+                    use_case=label,
+                    permissions=", ".join(use.unknown),
+                )
+            )
     if status.webhooks.note:
-        summary.missing.append(f"Webhooks: {status.webhooks.note}.")
+        summary.missing.append(Message("Webhooks: %(note)s.", note=status.webhooks.note))
     return summary
 
 
@@ -89,16 +101,16 @@ class Filters:
     date_to: str = ""
     subscription_id: str = ""
     customer_id: str = ""
-    errors: list[str] = field(default_factory=list)
+    errors: list[Message] = field(default_factory=list)
 
 
-def _day(value: str, name: str, errors: list[str]) -> datetime | None:
+def _day(value: str, name: Message, errors: list[Message]) -> datetime | None:
     if not value:
         return None
     try:
         return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
-        errors.append(f"{name}: use a date like 2026-12-01.")
+        errors.append(Message("%(field)s: use a date like 2026-12-01.", field=name))
         return None
 
 
@@ -113,10 +125,12 @@ def parse_filters(
         customer_id=customer_id.strip()[:255],
     )
     if filters.outcome is not None and filters.outcome not in OUTCOME_FILTERS:
-        filters.errors.append(f"Outcome: choose one of {', '.join(OUTCOME_FILTERS)}.")
+        filters.errors.append(
+            Message("Outcome: choose one of %(choices)s.", choices=", ".join(OUTCOME_FILTERS))
+        )
         filters.outcome = None
-    start = _day(filters.date_from, "From", filters.errors)
-    end = _day(filters.date_to, "To", filters.errors)
+    start = _day(filters.date_from, Message("From"), filters.errors)
+    end = _day(filters.date_to, Message("To"), filters.errors)
     return filters, start, (end + timedelta(days=1) if end else None)
 
 

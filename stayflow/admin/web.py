@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -14,8 +15,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy.orm import Session
 
-from stayflow.admin import service
-from stayflow.admin.models import User
+from stayflow.admin import i18n, service
+from stayflow.admin.i18n import N_, Message
+from stayflow.admin.models import EDITOR, OWNER, VIEWER, User
 from stayflow.db import utcnow
 from stayflow.deps import DB
 from stayflow.settings import Settings
@@ -25,17 +27,44 @@ STATIC = Path(__file__).parent / "static"
 SESSION_COOKIE = "stayflow_admin"
 LOGIN_COOKIE = "stayflow_admin_login"
 
-_env = Environment(
-    loader=FileSystemLoader(TEMPLATES),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    extensions=["jinja2.ext.i18n"],
-)
-# Every visible string in a template goes through `_()` (new-style gettext:
-# `_("Hello %(name)s", name=x)`), so the pages can be translated.
-_env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+
+ROLE_NAMES = {OWNER: N_("owner"), EDITOR: N_("editor"), VIEWER: N_("viewer")}
+OUTCOME_NAMES = {
+    "open": N_("open"),
+    "saved": N_("saved"),
+    "deflected": N_("deflected"),
+    "canceled": N_("canceled"),
+    "redirected": N_("redirected"),
+    "abandoned": N_("abandoned"),
+}
+
+
+@lru_cache(maxsize=len(i18n.LANGUAGES))
+def environment(language: str) -> Environment:
+    """The templates in one language.
+
+    Every visible string in a template goes through `_()` (new-style gettext:
+    `_("Hello %(name)s", name=x)`); `tr(text)` shows a message made in Python
+    (an :class:`i18n.Message` or a marked constant) in the page's language.
+    """
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
+    )
+    env.install_gettext_translations(  # type: ignore[attr-defined]
+        i18n.translations(language), newstyle=True
+    )
+    env.globals["tr"] = lambda text: i18n.translate(text, language)
+    env.globals["language"] = language
+    env.globals["languages"] = i18n.LANGUAGE_NAMES
+    env.globals["role_names"] = ROLE_NAMES
+    env.globals["outcome_names"] = OUTCOME_NAMES
+    return env
+
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -50,7 +79,10 @@ SECURITY_HEADERS = {
 
 
 class AdminPageError(Exception):
-    """Answered as an HTML page with this status (403, 404, ...)."""
+    """Answered as an HTML page with this status (403, 404, ...).
+
+    ``message`` is shown translated when it is an :class:`i18n.Message`.
+    """
 
     def __init__(self, status_code: int, message: str) -> None:
         super().__init__(message)
@@ -65,7 +97,11 @@ class SignInRequired(Exception):
 
 
 def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    html = _env.get_template(name).render(**context)
+    """The page in the signed-in user's language, else the browser's (see ``i18n``)."""
+    viewer = context.get("viewer")
+    language = i18n.page_language(viewer.user.language if viewer is not None else None)
+    context.setdefault("here", i18n.request_path())
+    html = environment(language).get_template(name).render(**context)
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
 
 
@@ -158,7 +194,9 @@ class AppPage:
 
     def require(self, role: str) -> None:
         if not self.access.allows(role):
-            raise AdminPageError(403, f"Your role ({self.access.role}) cannot do this.")
+            raise AdminPageError(
+                403, Message("Your role (%(role)s) cannot do this.", role=self.access.role)
+            )
 
     def context(self, **extra: Any) -> dict[str, Any]:
         return {
@@ -173,7 +211,7 @@ def app_page(app_id: str, viewer: CurrentViewer) -> AppPage:
     for entry in viewer.apps:
         if entry.app.app_id == app_id:
             return AppPage(viewer, entry)
-    raise AdminPageError(404, "There is no such page.")
+    raise AdminPageError(404, Message("There is no such page."))
 
 
 CurrentAppPage = Annotated[AppPage, Depends(app_page)]
@@ -182,7 +220,10 @@ CurrentAppPage = Annotated[AppPage, Depends(app_page)]
 def check_csrf(request: Request, binding: str | None, given: str) -> None:
     if not service.csrf_valid(settings_of(request).secret_key, binding, given):
         raise AdminPageError(
-            403, "This form has expired or did not come from this site. Reload it and try again."
+            403,
+            Message(
+                "This form has expired or did not come from this site. Reload it and try again."
+            ),
         )
 
 

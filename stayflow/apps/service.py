@@ -81,6 +81,11 @@ def create_app(db: Session, encryptor: Encryptor, name: str) -> CreatedApp:
 
 def authenticate(db: Session, authorization: str | None) -> App:
     """The app whose admin API key is in ``Authorization: Bearer <key>``, or 401."""
+    return authenticate_key(db, authorization)[1]
+
+
+def authenticate_key(db: Session, authorization: str | None) -> tuple[ApiKey, App]:
+    """The admin API key in ``Authorization: Bearer <key>`` and its app, or 401."""
     if not authorization:
         raise InvalidApiKey("missing Authorization header; send 'Authorization: Bearer <api key>'")
     scheme, _, token = authorization.partition(" ")
@@ -94,7 +99,7 @@ def authenticate(db: Session, authorization: str | None) -> App:
     now = utcnow()
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         key.last_used_at = now
-    return app
+    return key, app
 
 
 def revoke_api_key(db: Session, app: App, key_id: str) -> ApiKey:

@@ -49,6 +49,8 @@ class CancelSession(Base):
     variant_id: Mapped[str | None] = mapped_column(String(100), default=None)
     # The experience's reasons, offers and copy as they were when assigned.
     flow: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The live flows version (flow_versions.number) the snapshot above was taken from.
+    flow_version: Mapped[int | None] = mapped_column(default=None)
     offers_shown: Mapped[list[str]] = mapped_column(JSONType, default=list)
     reason_id: Mapped[str | None] = mapped_column(String(100), default=None)
     reason_feedback: Mapped[str | None] = mapped_column(String(40), default=None)

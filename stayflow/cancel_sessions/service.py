@@ -294,7 +294,7 @@ def ensure_assigned(
     if cs.experience_id is not None and cs.flow:
         return snapshot(cs)
     cs.enriched_fields = safe_enrich(enricher, db, cs)
-    doc = flows_service.document_for_app_pk(db, cs.app_pk)
+    doc, flow_version = flows_service.live_for_app_pk(db, cs.app_pk)
     allow_unsigned = read_settings(app).allow_unsigned_targeting
     snap = choose(
         doc,
@@ -307,6 +307,7 @@ def ensure_assigned(
         # The business says this subscriber gets no offers (Brightback's offer_eligible).
         snap = snap.model_copy(update={"offers": []})
     cs.flow = snap.model_dump(mode="json", exclude_none=True)
+    cs.flow_version = flow_version or None
     cs.experience_id = snap.experience.id
     cs.experiment_id = snap.experiment_id
     cs.variant_id = snap.variant_id

@@ -76,6 +76,7 @@ def worker(concurrency: int | None) -> None:
     runner = Worker(
         make_session_factory(engine),
         concurrency=concurrency or settings.worker_concurrency,
+        lane_concurrency=settings.worker_lane_concurrency,
         poll_interval=settings.worker_poll_interval,
         lease_seconds=settings.job_lease_seconds,
         services={"settings": settings, "encryptor": Encryptor(settings.secret_key)},
@@ -262,9 +263,11 @@ def _add_domain_commands() -> None:
     from stayflow.admin.cli import users
     from stayflow.attribution.cli import attribution
     from stayflow.billing.cli import keys, stripe_group
+    from stayflow.demo.cli import demo
     from stayflow.flows.cli import flows
 
     main.add_command(attribution)
+    main.add_command(demo)
     main.add_command(flows)
     main.add_command(keys)
     main.add_command(stripe_group)

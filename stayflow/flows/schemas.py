@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -233,6 +234,48 @@ class FlowsApplied(FlowsOut):
         default_factory=list,
         description="Accepted but risky: audiences reading unsigned request fields (allowed "
         "only with the app's allow_unsigned_targeting).",
+    )
+
+
+class FlowsSaved(FlowsApplied):
+    draft: bool = Field(
+        default=False,
+        description="Saved as the draft: the live flows (and `version`) are unchanged until "
+        "POST /api/v1/flows/publish.",
+    )
+
+
+class VersionSummary(BaseModel):
+    number: int = Field(description="1, 2, ...: the live flows' `version` after this change.")
+    author: str = Field(description='An admin user\'s email, "api key <key id>", or "cli".')
+    created_at: datetime
+    message: str | None
+    live: bool = Field(description="Whether this is the version live now.")
+
+
+class VersionList(BaseModel):
+    data: list[VersionSummary] = Field(description="Newest first.")
+    live_version: int
+
+
+class VersionOut(VersionSummary):
+    flows: dict[str, Any] = Field(description="The whole flows document of this version.")
+    diff: str = Field(description="A unified diff (YAML) from the previous version to this one.")
+
+
+class DraftOut(BaseModel):
+    flows: dict[str, Any] = Field(description="The draft's whole flows document.")
+    message: str | None
+    author: str | None
+    updated_at: datetime | None
+    base_version: int | None = Field(description="The live version when the draft was saved.")
+    live_version: int
+    diff: str = Field(description="A unified diff (YAML) from the live flows to the draft.")
+
+
+class PublishRequest(_Strict):
+    message: str | None = Field(
+        default=None, max_length=500, description="Instead of the draft's own message."
     )
 
 

@@ -14,7 +14,7 @@ from stayflow.apps.models import App
 from stayflow.db import insert_ignoring_conflicts, utcnow
 from stayflow.errors import BadRequest, Conflict, NotFound
 from stayflow.flows import fileformat, repository
-from stayflow.flows.models import FlowConfig
+from stayflow.flows.models import FlowConfig, FlowVersion
 from stayflow.flows.rules import fields_read
 from stayflow.flows.schemas import KINDS, FlowsDocument
 
@@ -42,6 +42,23 @@ class Applied:
     changed: bool
     diff: str
     warnings: tuple[str, ...] = ()
+    # Saved as the draft (not live); ``version`` is then the live version.
+    draft: bool = False
+
+
+MAX_MESSAGE = 500
+# Who made a change when nobody says (tests, benchmarks, the demo).
+SYSTEM_AUTHOR = "system"
+
+
+def clean_message(message: str | None) -> str | None:
+    """A version's message: one line of at most 500 characters, or None."""
+    if message is None:
+        return None
+    cleaned = " ".join(message.split())
+    if len(cleaned) > MAX_MESSAGE:
+        raise InvalidFlows(f"a version message is at most {MAX_MESSAGE} characters")
+    return cleaned or None
 
 
 def describe_validation_error(exc: ValidationError) -> tuple[str, list[dict[str, Any]]]:
@@ -72,9 +89,31 @@ def current(db: Session, app: App) -> tuple[FlowsDocument, int]:
     return FlowsDocument.model_validate(config.document), config.version
 
 
+def working(db: Session, app: App) -> tuple[dict[str, Any], bool]:
+    """What an editor edits: the draft when there is one (True), else the live flows."""
+    config = repository.get_config(db, app)
+    if config is not None and config.draft is not None:
+        return canonical(config.draft), True
+    doc, _ = current(db, app)
+    return doc.normalized(), False
+
+
+def canonical(document: dict[str, Any] | None) -> dict[str, Any]:
+    """A stored document in the normalized key order (PostgreSQL's JSONB does not keep it),
+    so diffs show what changed rather than how keys were stored."""
+    return FlowsDocument.model_validate(document).normalized() if document else {}
+
+
 def document_for_app_pk(db: Session, app_pk: int) -> FlowsDocument:
+    return live_for_app_pk(db, app_pk)[0]
+
+
+def live_for_app_pk(db: Session, app_pk: int) -> tuple[FlowsDocument, int]:
+    """The live flows and their version number (0: never changed)."""
     config = repository.get_config_by_app_pk(db, app_pk)
-    return FlowsDocument() if config is None else FlowsDocument.model_validate(config.document)
+    if config is None:
+        return FlowsDocument(), 0
+    return FlowsDocument.model_validate(config.document), config.version
 
 
 def _locked_config(db: Session, app: App) -> FlowConfig:
@@ -170,11 +209,25 @@ def apply(
     *,
     dry_run: bool = False,
     offer_check: OfferCheck | None = None,
+    author: str = SYSTEM_AUTHOR,
+    message: str | None = None,
+    draft: bool = False,
 ) -> Applied:
-    """Replace the app's flows with ``data``; a no-op (same version) when nothing changes."""
+    """Replace the app's flows with ``data``; a no-op (same version) when nothing changes.
+
+    A change to the live flows is kept as a new version (``author``, ``message``, the whole
+    document and its diff). With ``draft`` the document is validated the same way and kept
+    as the app's draft instead: nothing live changes until it is published.
+    """
+    message = clean_message(message)
     sections: dict[str, Any] = {}
     if isinstance(data, dict) and any(key in SECTION_MODULES for key in data):
         data = dict(data)
+        if draft:
+            raise InvalidFlows(
+                f"{' and '.join(k for k in SECTION_MODULES if k in data)} cannot be saved in a "
+                "draft (they are not versioned with the flows); apply them without draft"
+            )
         sections = {
             k: _section(k).validate(data.pop(k)) for k in list(data) if k in SECTION_MODULES
         }
@@ -189,20 +242,56 @@ def apply(
         doc, version = current(db, app)
         old = doc.normalized()
         diff = fileformat.diff({**old, **old_sections}, {**new, **sections})
-        return Applied(new, version, old != new or sections_changed, diff, warnings)
+        return Applied(new, version, old != new or sections_changed, diff, warnings, draft)
+    if draft:
+        return _save_draft(db, app, new, author=author, message=message, warnings=warnings)
     for key, value in sections.items():
         if value != old_sections[key]:
             _section(key).replace(db, app.id, value)
     config = _locked_config(db, app)
-    old = config.document or {}
+    old = canonical(config.document)
     if old == new:
         diff = fileformat.diff(old_sections, sections) if sections_changed else ""
         return Applied(new, config.version, sections_changed, diff, warnings)
     config.document = new
     config.version += 1
     config.updated_at = utcnow()
+    db.add(
+        FlowVersion(
+            app_pk=app.id,
+            number=config.version,
+            author=author[:320],
+            created_at=config.updated_at,
+            message=message,
+            document=new,
+            diff=fileformat.diff(old, new),
+        )
+    )
+    db.flush()
     diff = fileformat.diff({**old, **old_sections}, {**new, **sections})
     return Applied(new, config.version, True, diff, warnings)
+
+
+def _save_draft(
+    db: Session,
+    app: App,
+    new: dict[str, Any],
+    *,
+    author: str,
+    message: str | None,
+    warnings: tuple[str, ...],
+) -> Applied:
+    config = _locked_config(db, app)
+    if message is None and config.draft is not None:
+        message = config.draft_message  # an edit without a message keeps the draft's
+    changed = config.draft != new or config.draft_message != message
+    config.draft = new
+    config.draft_message = message
+    config.draft_author = author[:320]
+    config.draft_updated_at = utcnow()
+    config.draft_base_version = config.version
+    diff = fileformat.diff(canonical(config.document), new)
+    return Applied(new, config.version, changed, diff, warnings, draft=True)
 
 
 def _check_kind(kind: str) -> None:
@@ -227,16 +316,22 @@ def put_item(
     body: Any,
     *,
     offer_check: OfferCheck | None = None,
+    author: str = SYSTEM_AUTHOR,
+    message: str | None = None,
+    draft: bool = False,
 ) -> Applied:
-    """Create or replace one item, keeping its place in the order (new items go last)."""
+    """Create or replace one item, keeping its place in the order (new items go last).
+
+    With ``draft`` the item is changed in the draft (started from the live flows when there
+    is none); otherwise in the live flows.
+    """
     _check_kind(kind)
     if not isinstance(body, dict):
         raise InvalidFlows(f"a {kind[:-1]} must be an object")
     if body.get("id", item_id) != item_id:
         raise InvalidFlows("the id in the body differs from the id in the path")
     item = {**body, "id": item_id}
-    doc, _ = current(db, app)
-    data = doc.normalized()
+    data = _base(db, app, draft)
     items = list(data.get(kind, []))
     for index, existing in enumerate(items):
         if existing.get("id") == item_id:
@@ -245,20 +340,37 @@ def put_item(
     else:
         items.append(item)
     data[kind] = items
-    return apply(db, app, data, offer_check=offer_check)
+    return apply(
+        db, app, data, offer_check=offer_check, author=author, message=message, draft=draft
+    )
 
 
-def delete_item(db: Session, app: App, kind: str, item_id: str) -> Applied:
-    _check_kind(kind)
+def _base(db: Session, app: App, draft: bool) -> dict[str, Any]:
+    if draft:
+        return working(db, app)[0]
     doc, _ = current(db, app)
-    data = doc.normalized()
+    return doc.normalized()
+
+
+def delete_item(
+    db: Session,
+    app: App,
+    kind: str,
+    item_id: str,
+    *,
+    author: str = SYSTEM_AUTHOR,
+    message: str | None = None,
+    draft: bool = False,
+) -> Applied:
+    _check_kind(kind)
+    data = _base(db, app, draft)
     items = list(data.get(kind, []))
     kept = [i for i in items if i.get("id") != item_id]
     if len(kept) == len(items):
         raise FlowItemNotFound(f"no {kind[:-1]} {item_id!r}")
     data[kind] = kept
     try:
-        return apply(db, app, data)
+        return apply(db, app, data, author=author, message=message, draft=draft)
     except InvalidFlows as exc:
         raise FlowItemInUse(
             f"cannot delete {kind[:-1]} {item_id!r}: {exc.message}", details=exc.details

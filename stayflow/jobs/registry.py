@@ -35,6 +35,9 @@ class HandlerSpec:
     backoff_base: float = 2.0
     backoff_max: float = 3600.0
     on_dead: DeadHook | None = None
+    # Run in the worker's lane: each job on its own thread, claimed apart from other jobs
+    # (for handlers that wait on someone else's server, such as webhook deliveries).
+    lane: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,10 +61,11 @@ class Registry:
         backoff_base: float = 2.0,
         backoff_max: float = 3600.0,
         on_dead: DeadHook | None = None,
+        lane: bool = False,
     ) -> Callable[[Handler], Handler]:
         def register(func: Handler) -> Handler:
             self.handlers[name] = HandlerSpec(
-                name, func, max_attempts, backoff_base, backoff_max, on_dead
+                name, func, max_attempts, backoff_base, backoff_max, on_dead, lane
             )
             return func
 
@@ -76,6 +80,9 @@ class Registry:
 
     def get(self, name: str) -> HandlerSpec | None:
         return self.handlers.get(name)
+
+    def lane_names(self) -> frozenset[str]:
+        return frozenset(name for name, spec in self.handlers.items() if spec.lane)
 
 
 registry = Registry()

@@ -12,7 +12,8 @@ from stayflow.db import insert_ignoring_conflicts, utcnow
 from stayflow.errors import BadRequest
 from stayflow.jobs.models import QUEUED, Job
 
-# Set on a session's info when it enqueued work, so the local worker is woken after commit.
+# Set on a session's info when it enqueued work (the job names, a set), so the local worker
+# is woken after commit: its lane for lane jobs, its slots for the others.
 ENQUEUED_FLAG = "stayflow.jobs_enqueued"
 DEFAULT_MAX_ATTEMPTS = 10
 
@@ -52,7 +53,7 @@ def enqueue(
         "unique_key": unique_key,
         "created_at": utcnow(),
     }
-    db.info[ENQUEUED_FLAG] = True
+    db.info.setdefault(ENQUEUED_FLAG, set()).add(name)
     if unique_key is not None:
         if not insert_ignoring_conflicts(db, Job, values, on=["unique_key"]):
             return None

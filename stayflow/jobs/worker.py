@@ -7,6 +7,11 @@ A claimed job carries a lease (``locked_until``) that a heartbeat extends; a
 job whose worker died is taken back by another worker once the lease is over.
 A handler runs in a session that also marks its job done, so its database
 work and the job's completion commit together, and only while the lease is ours.
+
+Jobs of handlers registered with ``lane=True`` (webhook deliveries: each waits on someone
+else's server, up to its timeout) never run in the slots. The worker's lane claims them
+apart and runs each on its own thread, up to ``lane_concurrency`` at once, so a slow one
+holds up neither the jobs claimed with it nor the slots billing actions and syncs need.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, event, select, text, update
+from sqlalchemy import and_, event, select, text, true, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from stayflow.db import utcnow
@@ -245,6 +250,7 @@ class Worker(JobExecutor):
         *,
         concurrency: int = 4,
         batch_size: int = 4,
+        lane_concurrency: int = 32,
         poll_interval: float = 0.5,
         lease_seconds: float = 60.0,
         worker_id: str | None = None,
@@ -253,6 +259,8 @@ class Worker(JobExecutor):
     ) -> None:
         if concurrency < 1 or batch_size < 1:
             raise ValueError("concurrency and batch_size must be at least 1")
+        if lane_concurrency < 0:
+            raise ValueError("lane_concurrency must not be negative")
         super().__init__(
             session_factory,
             lease_seconds=lease_seconds,
@@ -267,23 +275,49 @@ class Worker(JobExecutor):
         self._wake = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._last_buckets: dict[str, int] = {}
+        # The lane: jobs of lane handlers, each on its own thread (0 runs them in the slots).
+        self.lane_concurrency = lane_concurrency
+        self.lane_names = self.registry.lane_names() if lane_concurrency else frozenset()
+        self._lane_wake = threading.Condition()
+        self._lane_kicked = False
+        self._lane_running = 0
+        self._lane_threads: set[threading.Thread] = set()
         event.listen(session_factory, "after_commit", self._after_commit)
 
     # --- lifecycle -----------------------------------------------------------
 
     def _after_commit(self, session: Session) -> None:
-        if session.info.pop(ENQUEUED_FLAG, False):
-            self.notify()
+        names = session.info.pop(ENQUEUED_FLAG, None)
+        if not names:
+            return
+        # Wake only who runs what was enqueued: a delivery queued does not send every slot
+        # to the database (on SQLite each claim takes the write lock), nor a billing job the lane.
+        if not isinstance(names, set) or names - self.lane_names:
+            self._notify_slots()
+        if not isinstance(names, set) or names & self.lane_names:
+            self._notify_lane()
 
     def notify(self) -> None:
+        self._notify_slots()
+        self._notify_lane()
+
+    def _notify_slots(self) -> None:
         with self._wake:
             self._wake.notify_all()
+
+    def _notify_lane(self) -> None:
+        with self._lane_wake:
+            self._lane_kicked = True
+            self._lane_wake.notify_all()
 
     def start(self) -> None:
         """Run slots, the heartbeat and the scheduler in background threads."""
         self._stop.clear()
         for index in range(self.concurrency):
             self._spawn(self._slot_loop, f"stayflow-worker-{index}")
+        self.lane_names = self.registry.lane_names() if self.lane_concurrency else frozenset()
+        if self.lane_names:
+            self._spawn(self._lane_loop, "stayflow-lane")
         self._spawn(self._heartbeat_loop, "stayflow-heartbeat")
         self._spawn(self._schedule_loop, "stayflow-scheduler")
         log.info("jobs.worker.started", extra={"worker_id": self.worker_id})
@@ -301,6 +335,11 @@ class Worker(JobExecutor):
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._threads = [t for t in self._threads if t.is_alive()]
+        # The lane's jobs started when claimed; each finishes its current request.
+        with self._lane_wake:
+            lane_threads = list(self._lane_threads)
+        for thread in lane_threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         event.remove(self.session_factory, "after_commit", self._after_commit)
         log.info("jobs.worker.stopped", extra={"worker_id": self.worker_id})
 
@@ -319,14 +358,22 @@ class Worker(JobExecutor):
 
     # --- claiming ------------------------------------------------------------
 
-    def claim(self, limit: int) -> list[ClaimedJob]:
+    def claim(self, limit: int, *, lane: bool | None = None) -> list[ClaimedJob]:
         """Take up to ``limit`` due jobs: first any whose worker's lease ran out, then queued ones.
 
+        ``lane`` True takes only lane jobs, False only the others, None any job.
         Two statements, each an ordered walk of the (status, run_at) index, so a claim costs
         the same with ten jobs queued or a million.
         """
         now = utcnow()
         rows: list[Any] = []
+        names = sorted(self.lane_names)
+        if lane is True:
+            only: Any = Job.name.in_(names)
+        elif lane is False and names:
+            only = Job.name.not_in(names)
+        else:
+            only = true()
         with self.session_factory() as db:
             _relax_durability(db)
             for due in (
@@ -338,7 +385,7 @@ class Worker(JobExecutor):
                     break
                 ids = (
                     select(Job.id)
-                    .where(due)
+                    .where(due, only)
                     .order_by(Job.status, Job.run_at)
                     .limit(wanted)
                     .with_for_update(skip_locked=True)
@@ -394,7 +441,7 @@ class Worker(JobExecutor):
     def _slot_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                jobs = self.claim(self.batch_size)
+                jobs = self.claim(self.batch_size, lane=False)
             except Exception:
                 log.exception("jobs.claim_failed")
                 self._stop.wait(self.poll_interval)
@@ -412,6 +459,62 @@ class Worker(JobExecutor):
                     self._release(jobs[index:])
                     break
                 self.execute(job)
+
+    def _lane_loop(self) -> None:
+        """Claim lane jobs as threads free up and start each on its own thread at once."""
+        while not self._stop.is_set():
+            with self._lane_wake:
+                while self._lane_running >= self.lane_concurrency and not self._stop.is_set():
+                    self._lane_wake.wait(self.poll_interval)
+                wanted = self.lane_concurrency - self._lane_running
+                # A commit that enqueues a lane job from now on makes the wait below return.
+                self._lane_kicked = False
+            if self._stop.is_set():
+                break
+            try:
+                jobs = self.claim(wanted, lane=True)
+            except Exception:
+                log.exception("jobs.claim_failed")
+                self._stop.wait(self.poll_interval)
+                continue
+            for job in jobs:
+                self._lane_start(job)
+            if len(jobs) == wanted:
+                continue  # there may be more due: claim again when a thread is free
+            with self._lane_wake:
+                if not self._lane_kicked and not self._stop.is_set():
+                    self._lane_wake.wait(self.poll_interval)
+
+    def _lane_start(self, job: ClaimedJob) -> None:
+        thread = threading.Thread(
+            target=self._lane_run, args=(job,), name=f"stayflow-lane-{job.id}", daemon=True
+        )
+        with self._lane_wake:
+            self._lane_running += 1
+            self._lane_threads.add(thread)
+        try:
+            thread.start()
+        except RuntimeError:
+            log.exception("jobs.lane_thread_failed", extra={"job_id": job.id})
+            self._lane_done(thread)
+            self._release([job])
+
+    def _lane_run(self, job: ClaimedJob) -> None:
+        try:
+            self.execute(job)
+        except Exception:
+            # execute records the handler's failures itself; this is the bookkeeping failing
+            # (a lost database): the lease runs out and the job is taken back.
+            log.exception("jobs.lane_job_failed", extra={"job_id": job.id, "job": job.name})
+        finally:
+            self._lane_done(threading.current_thread())
+
+    def _lane_done(self, thread: threading.Thread) -> None:
+        with self._lane_wake:
+            if self._lane_running >= self.lane_concurrency:
+                self._lane_wake.notify_all()  # the claimer waits for a free thread
+            self._lane_running -= 1
+            self._lane_threads.discard(thread)
 
     def _heartbeat_loop(self) -> None:
         interval = max(0.2, self.lease.total_seconds() / 3)

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Table,
+    and_,
+    bindparam,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -25,14 +35,6 @@ TERMINAL_STATUSES = ("canceled", "incomplete_expired")
 def _insert(db: Session, model: Any) -> Any:
     dialect = db.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
-
-
-def _moves_forward(table: Any, excluded: Any) -> Any:
-    """The ON CONFLICT condition: newer data only; a live read at the same second wins a tie."""
-    return or_(
-        table.version < excluded.version,
-        and_(table.version == excluded.version, excluded.source == "live"),
-    )
 
 
 def _period_end(raw: dict[str, Any]) -> Any:
@@ -67,46 +69,140 @@ def subscription_values(
     }
 
 
-def upsert_subscriptions(db: Session, rows: list[dict[str, Any]]) -> int:
-    """Insert or move rows forward in one statement; returns how many were written.
+def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
 
-    ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` on both backends: a row only moves
-    to newer data, and never out of a terminal status (Stripe never revives one).
+
+def subscription_states(
+    db: Session, app_pk: int, subscription_ids: list[str]
+) -> dict[str, tuple[int, str]]:
+    """Per stored subscription id: its (version, status), read 500 ids a query."""
+    found: dict[str, tuple[int, str]] = {}
+    for chunk in _chunks(sorted(set(subscription_ids))):
+        for sub_id, version, status in db.execute(
+            select(
+                MirrorSubscription.subscription_id,
+                MirrorSubscription.version,
+                MirrorSubscription.status,
+            ).where(
+                MirrorSubscription.app_pk == app_pk,
+                MirrorSubscription.subscription_id.in_(chunk),
+            )
+        ).all():
+            found[sub_id] = (int(version), str(status))
+    return found
+
+
+def subscription_raws(
+    db: Session, app_pk: int, subscription_ids: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Per stored subscription id: its raw object, read 500 ids a query."""
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(sorted(set(subscription_ids))):
+        for sub_id, raw in db.execute(
+            select(MirrorSubscription.subscription_id, MirrorSubscription.raw).where(
+                MirrorSubscription.app_pk == app_pk,
+                MirrorSubscription.subscription_id.in_(chunk),
+            )
+        ).all():
+            found[sub_id] = raw
+    return found
+
+
+def _moves_forward_to(stored: tuple[int, str], row: dict[str, Any]) -> bool:
+    """The same checks as the UPDATE's WHERE, on what was read: newer (a live read wins a
+    tie), and never out of a terminal status."""
+    version, status = stored
+    newer = version < row["version"] or (version == row["version"] and row["source"] == "live")
+    return newer and (status not in TERMINAL_STATUSES or row["status"] in TERMINAL_STATUSES)
+
+
+_SUBSCRIPTION_COLUMNS = (
+    "customer_id",
+    "status",
+    "cancel_at_period_end",
+    "current_period_end",
+    "currency",
+    "livemode",
+    "raw",
+    "version",
+    "source",
+    "synced_at",
+)
+
+
+def _subscription_update() -> Any:
+    """``UPDATE ... WHERE`` the row is older (a live read wins a tie) and not terminal unless
+    the new status is too; executed once for many rows (one compiled statement)."""
+    t = cast(Table, MirrorSubscription.__table__)
+    not_terminal = and_(*(t.c.status != literal(s) for s in TERMINAL_STATUSES))
+    return (
+        update(t)
+        .where(
+            t.c.app_pk == bindparam("k_app_pk"),
+            t.c.subscription_id == bindparam("k_subscription_id"),
+            or_(
+                t.c.version < bindparam("k_version", type_=BigInteger),
+                and_(
+                    t.c.version == bindparam("k_version", type_=BigInteger),
+                    bindparam("k_live", type_=Integer) == 1,
+                ),
+            ),
+            or_(not_terminal, bindparam("k_to_terminal", type_=Integer) == 1),
+        )
+        .values({name: bindparam("v_" + name) for name in _SUBSCRIPTION_COLUMNS})
+    )
+
+
+def upsert_subscriptions(db: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert or move rows forward, set-based; returns how many were written.
+
+    One query reads the stored (version, status) of every id (500 a query); the new ids go in
+    one executemany ``INSERT ... ON CONFLICT DO NOTHING``; the rows that move forward (newer,
+    and never out of a terminal status: Stripe never revives one) in one executemany
+    ``UPDATE`` whose WHERE repeats those checks, so a row another writer moved meanwhile is
+    never rolled back. Rows are of one app.
     """
     if not rows:
         return 0
-    stmt = _insert(db, MirrorSubscription).values(rows)
-    excluded = stmt.excluded
-    table = MirrorSubscription
-    condition = and_(
-        _moves_forward(table, excluded),
-        or_(table.status.not_in(TERMINAL_STATUSES), excluded.status.in_(TERMINAL_STATUSES)),
-    )
-    updated = {
-        name: getattr(excluded, name)
-        for name in (
-            "customer_id",
-            "status",
-            "cancel_at_period_end",
-            "current_period_end",
-            "currency",
-            "livemode",
-            "raw",
-            "version",
-            "source",
-            "synced_at",
+    app_pk = rows[0]["app_pk"]
+    assert all(row["app_pk"] == app_pk for row in rows), "one app per call"
+    stored = subscription_states(db, app_pk, [row["subscription_id"] for row in rows])
+    fresh = [row for row in rows if row["subscription_id"] not in stored]
+    moving = [
+        row
+        for row in rows
+        if row["subscription_id"] in stored
+        and _moves_forward_to(stored[row["subscription_id"]], row)
+    ]
+    written = 0
+    if fresh:
+        t = MirrorSubscription.__table__
+        inserted = set(
+            db.execute(
+                _insert(db, t)
+                .on_conflict_do_nothing(index_elements=["app_pk", "subscription_id"])
+                .returning(t.c.subscription_id),
+                fresh,
+            ).scalars()
         )
-    }
-    # RETURNING counts what was written on both backends (rowcount is -1 for a multi-row
-    # INSERT on psycopg).
-    written = db.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["app_pk", "subscription_id"], set_=updated, where=condition
-        )
-        .returning(MirrorSubscription.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    return len(written)
+        written += len(inserted)
+        # Inserted by another writer since the read: moved forward only if ours is newer.
+        moving.extend(row for row in fresh if row["subscription_id"] not in inserted)
+    if moving:
+        params = [
+            {
+                "k_app_pk": row["app_pk"],
+                "k_subscription_id": row["subscription_id"],
+                "k_version": row["version"],
+                "k_live": 1 if row["source"] == "live" else 0,
+                "k_to_terminal": 1 if row["status"] in TERMINAL_STATUSES else 0,
+                **{"v_" + name: row[name] for name in _SUBSCRIPTION_COLUMNS},
+            }
+            for row in moving
+        ]
+        written += db.execute(_subscription_update(), params).rowcount  # type: ignore[attr-defined]
+    return written
 
 
 def upsert_subscription(
@@ -120,28 +216,62 @@ def upsert_subscription(
 def _upsert_simple(
     db: Session, model: Any, key: str, rows: list[dict[str, Any]], columns: tuple[str, ...]
 ) -> int:
+    """Insert or move customers / products forward, set-based like ``upsert_subscriptions``.
+
+    They have no "live" tie-breaker column: a same-second copy wins.
+    """
     if not rows:
         return 0
-    # One row per key per statement (PostgreSQL refuses to update a row twice in one).
+    # One row per key (the newest).
     latest: dict[str, dict[str, Any]] = {}
     for row in rows:
         kept = latest.get(row[key])
         if kept is None or row["version"] >= kept["version"]:
             latest[row[key]] = row
-    stmt = _insert(db, model).values(list(latest.values()))
-    excluded = stmt.excluded
-    # Customers and products have no "live" tie-breaker column: a same-second copy wins.
-    condition = model.version <= excluded.version
-    written = db.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["app_pk", key],
-            set_={name: getattr(excluded, name) for name in columns},
-            where=condition,
+    app_pk = rows[0]["app_pk"]
+    assert all(row["app_pk"] == app_pk for row in rows), "one app per call"
+    t = model.__table__
+    stored: dict[str, int] = {}
+    for chunk in _chunks(sorted(latest)):
+        for found, version in db.execute(
+            select(t.c[key], t.c.version).where(t.c.app_pk == app_pk, t.c[key].in_(chunk))
+        ).all():
+            stored[found] = int(version)
+    fresh = [row for k, row in latest.items() if k not in stored]
+    moving = [row for k, row in latest.items() if k in stored and stored[k] <= row["version"]]
+    written = 0
+    if fresh:
+        inserted = set(
+            db.execute(
+                _insert(db, t)
+                .on_conflict_do_nothing(index_elements=["app_pk", key])
+                .returning(t.c[key]),
+                fresh,
+            ).scalars()
         )
-        .returning(model.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    return len(written)
+        written += len(inserted)
+        moving.extend(row for row in fresh if row[key] not in inserted)
+    if moving:
+        stmt = (
+            update(t)
+            .where(
+                t.c.app_pk == bindparam("k_app_pk"),
+                t.c[key] == bindparam("k_key"),
+                t.c.version <= bindparam("k_version", type_=BigInteger),
+            )
+            .values({name: bindparam("v_" + name) for name in columns})
+        )
+        params = [
+            {
+                "k_app_pk": row["app_pk"],
+                "k_key": row[key],
+                "k_version": row["version"],
+                **{"v_" + name: row[name] for name in columns},
+            }
+            for row in moving
+        ]
+        written += db.execute(stmt, params).rowcount  # type: ignore[attr-defined]
+    return written
 
 
 def customer_values(app_pk: int, raw: dict[str, Any], *, version: int) -> dict[str, Any]:

@@ -92,8 +92,12 @@ def _carry_discounts(raw: dict[str, Any], previous: dict[str, Any] | None) -> li
 def _split(
     app_pk: int, raw: dict[str, Any], version: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    """The subscription with ids in place of its expanded customer and products, and those."""
-    raw = copy.deepcopy(raw)
+    """The subscription with ids in place of its expanded customer and products, and those.
+
+    ``raw`` is left as it was: only the dicts on the way to what is replaced are copied (a
+    deep copy of every subscription of a page cost more than storing it).
+    """
+    raw = dict(raw)
     customers: list[dict[str, Any]] = []
     products: list[dict[str, Any]] = []
     customer = raw.get("customer")
@@ -102,41 +106,55 @@ def _split(
             customers.append(repository.customer_values(app_pk, customer, version=version))
         raw["customer"] = customer["id"]
     items = raw.get("items")
-    for item in items.get("data", []) if isinstance(items, dict) else []:
-        for key in ("price", "plan"):
-            price = item.get(key) if isinstance(item, dict) else None
-            product = price.get("product") if isinstance(price, dict) else None
-            if isinstance(price, dict) and isinstance(product, dict) and product.get("id"):
-                if not product.get("deleted"):
-                    products.append(repository.product_values(app_pk, product, version=version))
-                price["product"] = product["id"]
+    if isinstance(items, dict) and isinstance(items.get("data"), list):
+        data: list[Any] = []
+        for item in items["data"]:
+            if isinstance(item, dict):
+                item = dict(item)
+                for key in ("price", "plan"):
+                    price = item.get(key)
+                    product = price.get("product") if isinstance(price, dict) else None
+                    if isinstance(price, dict) and isinstance(product, dict) and product.get("id"):
+                        if not product.get("deleted"):
+                            products.append(
+                                repository.product_values(app_pk, product, version=version)
+                            )
+                        item[key] = {**price, "product": product["id"]}
+            data.append(item)
+        raw["items"] = {**items, "data": data}
     return raw, customers, products
 
 
 def store_subscriptions(
     db: Session, app_pk: int, raws: list[dict[str, Any]], *, version: int, source: str
 ) -> int:
-    """Store subscriptions as Stripe sent them (one statement per table); returns rows written."""
-    subscriptions: list[dict[str, Any]] = []
+    """Store subscriptions as Stripe sent them, set-based (see the repository); returns rows
+    written."""
+    subscriptions: dict[str, dict[str, Any]] = {}
     customers: list[dict[str, Any]] = []
     products: list[dict[str, Any]] = []
+    stripped_all: list[dict[str, Any]] = []
     for raw in raws:
         if not raw.get("id"):
             continue
         stripped, found_customers, found_products = _split(app_pk, raw, version)
-        if _unexpanded_discounts(stripped):
-            existing = repository.get_subscription(db, app_pk, str(stripped["id"]))
-            _carry_discounts(stripped, existing.raw if existing else None)
-        subscriptions.append(
-            repository.subscription_values(app_pk, stripped, version=version, source=source)
-        )
+        stripped_all.append(stripped)
         customers.extend(found_customers)
         products.extend(found_products)
+    # Discounts an event names only by id: put back the ones the stored rows expanded (one
+    # read for all of them).
+    named = [str(s["id"]) for s in stripped_all if _unexpanded_discounts(s)]
+    previous = repository.subscription_raws(db, app_pk, named) if named else {}
+    for stripped in stripped_all:
+        if _unexpanded_discounts(stripped):
+            _carry_discounts(stripped, previous.get(str(stripped["id"])))
+        # One row per subscription per statement (the last one given wins).
+        subscriptions[str(stripped["id"])] = repository.subscription_values(
+            app_pk, stripped, version=version, source=source
+        )
     repository.upsert_customers(db, customers)
     repository.upsert_products(db, products)
-    # One row per subscription per statement (PostgreSQL refuses to touch a row twice).
-    unique = {row["subscription_id"]: row for row in subscriptions}
-    return repository.upsert_subscriptions(db, list(unique.values()))
+    return repository.upsert_subscriptions(db, list(subscriptions.values()))
 
 
 def store_subscription(
@@ -149,7 +167,7 @@ def store_subscription(
 def store_live(db: Session, app_pk: int, raw: dict[str, Any]) -> bool:
     """Store what a live read just saw: it is the truth as of now."""
     existing = repository.get_subscription(db, app_pk, str(raw.get("id") or ""))
-    version = max(int(time.time()), existing.version if existing else 0)
+    version = max(int(utcnow().timestamp()), existing.version if existing else 0)
     return store_subscription(db, app_pk, raw, version=version, source="live")
 
 
@@ -407,7 +425,7 @@ def backfill_page(db: Session, app_pk: int, provider: BillingProvider) -> Mirror
     if state.status == "done":
         return state
     # A page is as new as the moment its read began: a webhook stored meanwhile is newer.
-    version = int(time.time())
+    version = int(utcnow().timestamp())
     if state.pages == 0 and state.cursor is None:
         # Subscription lists cannot expand products (4 levels at most): copy them first.
         _backfill_products(db, app_pk, provider, version)

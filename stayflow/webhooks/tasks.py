@@ -38,7 +38,13 @@ def _on_dead(factory: sessionmaker[Session], job: ClaimedJob, error: str) -> Non
 
 
 @registry.handler(
-    fanout.DELIVER_JOB, max_attempts=20, backoff_base=5.0, backoff_max=600.0, on_dead=_on_dead
+    fanout.DELIVER_JOB,
+    max_attempts=20,
+    backoff_base=5.0,
+    backoff_max=600.0,
+    on_dead=_on_dead,
+    # Each endpoint's job on its own thread: a slow endpoint delays no other one.
+    lane=True,
 )
 def deliver(ctx: JobContext) -> None:
     endpoint_pk = ctx.payload.get("endpoint_pk")

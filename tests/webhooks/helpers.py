@@ -34,12 +34,19 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Answers each POST with the next planned answer (then 200), and keeps what it got."""
+    """Answers each POST with the next planned answer (then 200), and keeps what it got.
+
+    ``pause`` seconds before each answer; ``most_in_flight`` is the most requests it ever
+    held open at once.
+    """
 
     plan: list[Answer] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     released: threading.Event = field(default_factory=threading.Event)
     server: ThreadingHTTPServer | None = None
+    pause: float = 0.0
+    in_flight: int = 0
+    most_in_flight: int = 0
 
     @property
     def url(self) -> str:
@@ -56,9 +63,21 @@ class Receiver:
                 with lock:
                     receiver.received.append(Received(dict(self.headers.items()), body))
                     answer = receiver.plan.pop(0) if receiver.plan else (200, {}, b"ok")
-                if answer is HANG:
-                    receiver.released.wait(30)
-                    return
+                    receiver.in_flight += 1
+                    receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)
+                try:
+                    if answer is HANG:
+                        receiver.released.wait(30)
+                        return
+                    if receiver.pause:
+                        receiver.released.wait(receiver.pause)
+                finally:
+                    # Before answering: the sender cannot have sent its next request yet.
+                    with lock:
+                        receiver.in_flight -= 1
+                self._answer(answer)
+
+            def _answer(self, answer: Answer) -> None:
                 status, headers, content = answer
                 self.send_response(status)
                 for name, value in headers.items():

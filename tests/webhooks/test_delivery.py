@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import time
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -13,8 +14,10 @@ from sqlalchemy import select
 from stayflow.db import transaction, utcnow
 from stayflow.events import service as events_service
 from stayflow.events.models import Event
+from stayflow.jobs.worker import Worker
 from stayflow.webhooks.models import FAILED, PENDING, WebhookDelivery, WebhookEndpoint
 from stayflow.webhooks.tasks import CLOCK_SERVICE
+from tests.webhooks.conftest import ENCRYPTOR
 from tests.webhooks.helpers import HANG
 
 BASE = "/api/v1/webhook-endpoints"
@@ -320,3 +323,71 @@ def test_the_job_runner_uses_an_injected_clock_for_the_schedule(hooks, owner, re
     assert len(receiver.received) == 1
     with hooks.factory() as db:
         assert db.scalar(select(Event.id)) is not None
+
+
+def _wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"gave up after {timeout}s waiting for {what}")
+
+
+def test_hanging_endpoints_hold_up_no_other_endpoint_in_the_running_worker(
+    hooks, owner, make_receiver
+):
+    """Three endpoints hang (each holds its request open) while a worker with two slots runs:
+    a fourth endpoint still gets all its events, in order, while the three still hang."""
+    hanging = [make_receiver() for _ in range(3)]
+    for receiver in hanging:
+        receiver.plan = [HANG]
+        hooks.create(owner, receiver.url)
+    good = make_receiver()
+    good_ep = hooks.create(owner, good.url)
+    # The timeout outlasts the wait below: no hanging request ends before it gives up.
+    settings = hooks.settings.model_copy(update={"webhooks_timeout_seconds": 60.0})
+    worker = Worker(
+        hooks.factory,
+        concurrency=2,
+        poll_interval=0.05,
+        services={"settings": settings, "encryptor": ENCRYPTOR},
+    )
+    worker.start()
+    try:
+        ids = emit(hooks, owner, 5)
+        _wait_for(lambda: len(good.received) >= 5, 30, "the good endpoint's five deliveries")
+        # Every hanging endpoint got its first event and holds it still.
+        assert [(len(r.received), r.in_flight) for r in hanging] == [(1, 1)] * 3
+        assert [r.msg_id for r in good.received] == [f"msg_{i}" for i in ids]
+        assert len(good.verified(good_ep["secret"])) == 5
+    finally:
+        for receiver in hanging:
+            receiver.released.set()
+        worker.stop(timeout=10)
+
+
+def test_one_endpoint_never_has_two_requests_in_flight(hooks, owner, make_receiver):
+    """Many events for two endpoints, a worker with many lane threads: each endpoint still
+    gets one request at a time (its bound), in order."""
+    receivers = [make_receiver(), make_receiver()]
+    for receiver in receivers:
+        receiver.pause = 0.05
+        hooks.create(owner, receiver.url)
+    worker = Worker(
+        hooks.factory,
+        lane_concurrency=16,
+        poll_interval=0.05,
+        services={"settings": hooks.settings, "encryptor": ENCRYPTOR},
+    )
+    worker.start()
+    try:
+        ids: list[int] = []
+        for start in range(0, 24, 3):  # several commits, each waking the lane
+            ids += emit(hooks, owner, 3, start=start)
+        _wait_for(lambda: all(len(r.received) >= 24 for r in receivers), 60, "every delivery")
+    finally:
+        worker.stop(timeout=10)
+    for receiver in receivers:
+        assert [r.msg_id for r in receiver.received] == [f"msg_{i}" for i in ids]
+        assert receiver.most_in_flight == 1
