@@ -198,6 +198,10 @@ def test_yaml_editor_history_diff_and_restore(browser_client, editor, owner):
     version = editor.client.get(f"{base}/history/2")
     assert "<del>-  button: Take 20% off</del>" in version.text
     assert "<ins>+  button: Keep 20% off</ins>" in version.text
+    # One line each (the template's trim_blocks once ran them together).
+    assert (
+        "<del>-  button: Take 20% off</del>\n<ins>+  button: Keep 20% off</ins>\n" in version.text
+    )
 
     restored = _post(editor, f"{base}/history/1/restore", {}, page=f"{base}/history/1")
     assert restored.status_code == 303
