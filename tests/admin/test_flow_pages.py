@@ -124,6 +124,14 @@ def test_forms_save_a_draft_then_publish_as_a_version_by_the_user(browser_client
         "headline": "Take a break, {{ first_name | default('friend') }}",
         "duration": 2,
     }
+    # An experience saved with empty copy and branding keeps none of them (no "branding: {}").
+    _post(
+        editor,
+        f"{base}/experiences/new",
+        {"id": "default", "all_reasons": "1", "offers": "pause", "save": "publish"},
+        page=f"{base}/experiences/new",
+    )
+    assert _flow(api, owner)["flows"]["experiences"] == [{"id": "default", "offers": ["pause"]}]
     # Changing the type keeps nothing of the old type's fields.
     _post(
         editor,
