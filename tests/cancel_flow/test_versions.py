@@ -193,6 +193,8 @@ def test_a_session_keeps_the_version_it_was_shown(client, owner, session_factory
             db.execute(select(CancelSession.subscription_id, CancelSession.flow_version)).all()
         )
     assert shown == {"sub_first": 1, "sub_second": 2, "sub_unopened": None}
+    listed = client.get("/api/v1/cancel-sessions", headers=owner.headers).json()["data"]
+    assert {s["subscription_id"]: s["flow_version"] for s in listed} == shown
 
 
 def _cli(database_url: str, *args: str, input: str | None = None):
