@@ -139,7 +139,7 @@ def _referer_path(scope: Scope) -> str:
             parts = urlsplit(value.decode("latin-1"))
             host = next((v for n, v in scope.get("headers", []) if n == b"host"), b"")
             if parts.netloc.encode("latin-1") == host and parts.path.startswith("/admin"):
-                return parts.path + (f"?{parts.query}" if parts.query else "")
+                return str(parts.path) + (f"?{parts.query}" if parts.query else "")
     return "/admin"
 
 

@@ -324,7 +324,7 @@ def test_owner_journey(browser, admin_serve, host, sandbox, shots):  # noqa: F81
     context.close()
 
     assert all(u.startswith((url, host.origin, "data:")) for u in requests), requests
-    assert len(shots.taken) == 2 * 14
+    assert len(shots.taken) == 2 * 13
 
 
 def test_viewer_is_refused_by_the_server_and_other_apps_are_404(browser, admin_serve):  # noqa: F811
