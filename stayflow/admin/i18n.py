@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -132,6 +133,16 @@ def page_language(user_language: str | None) -> str:
     return supported(user_language) or request_language()
 
 
+def _referer_path(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"referer":
+            parts = urlsplit(value.decode("latin-1"))
+            host = next((v for n, v in scope.get("headers", []) if n == b"host"), b"")
+            if parts.netloc.encode("latin-1") == host and parts.path.startswith("/admin"):
+                return str(parts.path) + (f"?{parts.query}" if parts.query else "")
+    return "/admin"
+
+
 class LanguageMiddleware:
     """Reads the language of each /admin request before any route or error page runs."""
 
@@ -152,6 +163,10 @@ class LanguageMiddleware:
         path = scope["path"]
         if scope.get("query_string"):
             path += "?" + scope["query_string"].decode("latin-1")
+        if scope.get("method") not in ("GET", "HEAD"):
+            # A page answering a form post: the switcher comes back to the page the form
+            # was on (a same-site Referer), never to the post's own URL.
+            path = _referer_path(scope)
         token = _request_language.set(negotiate(cookie_value, accept))
         path_token = _request_path.set(path)
         try:

@@ -172,3 +172,21 @@ def test_language_switch_refuses_bad_input(browser_client, add_user, owner, sign
     )
     assert offsite.status_code == 303 and offsite.headers["location"] == "/admin"
     assert '<html lang="fr">' in ada.client.get(home).text
+
+
+def test_switching_language_on_a_page_answering_a_form_comes_back_to_that_page(
+    add_user, owner, signed_in
+):
+    """The members page after creating an invitation is the answer to a POST: the switcher
+    there must come back to the members page (its Referer), not to the POST's URL (405)."""
+    add_user("ada@example.com", owner.app_id)
+    ada = signed_in("ada@example.com")
+    members = f"/admin/apps/{owner.app_id}/members"
+    answer = ada.client.post(
+        f"/admin/apps/{owner.app_id}/invites",
+        data={"csrf": ada.csrf(members), "email": "nina@example.com", "role": "viewer"},
+        headers={"Referer": f"http://testserver{members}"},
+    )
+    assert answer.status_code == 200
+    switcher_next = re.search(r'name="next" value="([^"]+)"', answer.text).group(1)
+    assert switcher_next == members
