@@ -461,3 +461,26 @@ def all_rates(db: Session, app_pk: int) -> Sequence[ExchangeRate]:
         .where(ExchangeRate.app_pk == app_pk)
         .order_by(ExchangeRate.currency, ExchangeRate.valid_from)
     ).all()
+
+
+def watches_of_session(db: Session, app_pk: int, session_id: str) -> Sequence[AttributionWatch]:
+    """Where attribution stands on one cancel session (the admin's session story)."""
+    return db.scalars(
+        select(AttributionWatch)
+        .where(AttributionWatch.app_pk == app_pk, AttributionWatch.session_id == session_id)
+        .order_by(AttributionWatch.id)
+    ).all()
+
+
+def pending_saves(db: Session, app_pk: int) -> int:
+    """Saves (and deflections) still inside their validation window."""
+    return int(
+        db.scalar(
+            select(func.count()).where(
+                AttributionWatch.app_pk == app_pk,
+                AttributionWatch.status == "pending",
+                AttributionWatch.outcome.in_((SAVED, DEFLECTED)),
+            )
+        )
+        or 0
+    )
