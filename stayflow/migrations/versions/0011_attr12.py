@@ -2,7 +2,7 @@
 attribution_state.coupons_checked_through: customers looked at for coupons named only by id
 
 Revision ID: 0011_attr12
-Revises: 0011_flows14
+Revises: 0011_reports15
 Create Date: 2026-12-02 01:10:00
 """
 
