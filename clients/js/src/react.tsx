@@ -78,12 +78,19 @@ export function useCancelFlow(
   options: UseCancelFlowOptions = {},
 ): CancelFlowState {
   const { fetch: fetcher, timeoutMs, onComplete } = options;
+  // The latest fetch, without making a new client (and a new load) when a caller passes a
+  // new function on each render.
+  const fetchRef = useRef(fetcher);
+  fetchRef.current = fetcher;
   const client = useMemo(
     () =>
       typeof source === "string"
-        ? new CancelFlowClient(source, { fetch: fetcher, timeoutMs })
+        ? new CancelFlowClient(source, {
+            fetch: (input, init) => (fetchRef.current ?? globalThis.fetch)(input, init),
+            timeoutMs,
+          })
         : source,
-    [source, fetcher, timeoutMs],
+    [source, timeoutMs],
   );
   const [page, setPage] = useState<PageModel | null>(null);
   const [pending, setPending] = useState<Pending>("load");
@@ -182,9 +189,12 @@ export function CancelFlow(props: CancelFlowProps): ReactElement {
   const [comment, setComment] = useState("");
   const first = useRef(true);
 
+  // The session's saved reason, unless the subscriber has already picked one here (a page
+  // model arriving later must not undo a click).
+  const savedReason = page?.selected_reason_id ?? null;
   useEffect(() => {
-    if (page) setReasonId(page.selected_reason_id);
-  }, [page]);
+    setReasonId((picked) => picked ?? savedReason);
+  }, [savedReason]);
   // A new step: move focus to its heading, so screen readers and keyboards follow (not on
   // the first render: the host page decides where focus starts).
   useEffect(() => {

@@ -31,6 +31,19 @@ describe("useCancelFlow", () => {
     expect(onComplete.mock.calls[0]?.[0].outcome).toBe("saved");
   });
 
+  it("a new fetch function on each render does not start over", async () => {
+    const fake = fakeStayflow();
+    const { result, rerender } = renderHook(() =>
+      useCancelFlow(fake.pageUrl, { fetch: (input, init) => fake.fetch(input, init) }),
+    );
+    await waitFor(() => expect(result.current.step).toBe("reason"));
+    rerender();
+    rerender();
+    await act(() => result.current.chooseReason("too_expensive"));
+    expect(result.current.step).toBe("offers");
+    expect(fake.calls.filter((c) => c.method === "GET")).toHaveLength(1);
+  });
+
   it("reports errors and stays on the step", async () => {
     const fake = fakeStayflow({ reasonRequired: true });
     const { result } = renderHook(() => useCancelFlow(fake.pageUrl, { fetch: fake.fetch }));
@@ -75,7 +88,7 @@ describe("CancelFlow", () => {
     expect(screen.getByRole("group", { name: /Why are you cancelling\?/ })).toBeTruthy();
     fireEvent.click(screen.getByLabelText("I'm not using it enough"));
     // A reason that asks for a comment shows the comment field.
-    fireEvent.change(screen.getByLabelText(/Anything you would like to add\?/), { target: { value: "busy" } });
+    fireEvent.change(await screen.findByLabelText(/Anything you would like to add\?/), { target: { value: "busy" } });
     fireEvent.click(screen.getByRole("button", { name: "Continue" }));
     await screen.findByRole("heading", { name: "Before you go" });
     // Focus follows the step (keyboard and screen-reader users).
