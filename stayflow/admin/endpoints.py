@@ -13,9 +13,16 @@ from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from stayflow.admin import i18n, service, views
+from stayflow.admin import (
+    endpoints_members,
+    endpoints_settings,
+    endpoints_webhooks,
+    flow_pages,
+    i18n,
+    service,
+    views,
+)
 from stayflow.admin.i18n import N_, Message
-from stayflow.admin.models import OWNER
 from stayflow.admin.service import SESSION_LIFETIME
 from stayflow.admin.web import (
     LOGIN_COOKIE,
@@ -30,7 +37,7 @@ from stayflow.admin.web import (
     check_csrf,
     clear_cookie,
     client_address,
-    new_login_binding,
+    login_csrf,
     redirect,
     render,
     set_cookie,
@@ -62,12 +69,12 @@ def _safe_next(value: str) -> str:
 def _login_page(
     request: Request, next_path: str, error: str | None = None, status_code: int = 200
 ) -> Response:
-    binding = request.cookies.get(LOGIN_COOKIE) or new_login_binding()
+    csrf, binding = login_csrf(request)
     settings = settings_of(request)
     response = render(
         "login.html",
         status_code,
-        csrf=service.csrf_token(settings.secret_key, binding),
+        csrf=csrf,
         next_path=_safe_next(next_path),
         error=error,
         notice=NOTICES.get(request.query_params.get("notice", "")),
@@ -217,30 +224,13 @@ def session_story(db: DB, page: CurrentAppPage, session_id: str) -> Response:
     return render("session.html", **page.context(story=found, pretty=views.pretty))
 
 
-@router.get("/apps/{app_id}/members", response_class=HTMLResponse)
-def members(db: DB, page: CurrentAppPage) -> Response:
-    return render(
-        "members.html",
-        **page.context(members=service.members(db, page.access.app), notice=None),
-    )
-
-
-@router.post("/apps/{app_id}/members/remove")
-def remove_member(
-    request: Request, db: DB, page: CurrentAppPage, csrf: FormStr = "", email: FormStr = ""
-) -> Response:
-    check_csrf(request, page.viewer.session_hash, csrf)
-    page.require(OWNER)
-    try:
-        service.remove_member(db, page.access.app, email)
-    except StayflowError as exc:
-        raise AdminPageError(exc.status_code, exc.message) from exc
-    return redirect(f"/admin/apps/{page.access.app.app_id}/members")
-
-
 def install(app: FastAPI) -> None:
     """Add the admin pages, their static files and their HTML error pages to the app."""
     app.include_router(router)
+    app.include_router(endpoints_members.router)
+    app.include_router(endpoints_settings.router)
+    app.include_router(endpoints_webhooks.router)
+    app.include_router(flow_pages.router)
     app.add_middleware(i18n.LanguageMiddleware)
     app.mount("/admin/static", StaticFiles(directory=STATIC), name="admin-static")
 

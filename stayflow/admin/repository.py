@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from stayflow.admin.models import AdminSession, LoginThrottle, Membership, User
+from stayflow.admin.models import AdminSession, Invite, LoginThrottle, Membership, User
 from stayflow.apps.models import App
 
 
@@ -79,3 +79,28 @@ def delete_stale_throttles(db: Session, older_than: datetime) -> None:
             (LoginThrottle.locked_until.is_(None)) | (LoginThrottle.locked_until < older_than),
         )
     )
+
+
+def pending_invites(db: Session, app: App, now: datetime) -> Sequence[Invite]:
+    return db.scalars(
+        select(Invite)
+        .where(
+            Invite.app_pk == app.id,
+            Invite.used_at.is_(None),
+            Invite.revoked_at.is_(None),
+            Invite.expires_at > now,
+        )
+        .order_by(Invite.created_at.desc(), Invite.id.desc())
+    ).all()
+
+
+def get_invite(db: Session, app: App, invite_id: int) -> Invite | None:
+    return db.scalar(select(Invite).where(Invite.app_pk == app.id, Invite.id == invite_id))
+
+
+def get_invite_by_hash(db: Session, token_hash: str) -> Invite | None:
+    return db.scalar(select(Invite).where(Invite.token_hash == token_hash))
+
+
+def app_of_invite(db: Session, invite: Invite) -> App | None:
+    return db.scalar(select(App).where(App.id == invite.app_pk))

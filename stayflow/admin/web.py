@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,10 @@ TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 SESSION_COOKIE = "stayflow_admin"
 LOGIN_COOKIE = "stayflow_admin_login"
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
 ROLE_NAMES = {OWNER: N_("owner"), EDITOR: N_("editor"), VIEWER: N_("viewer")}
@@ -61,6 +66,7 @@ def environment(language: str) -> Environment:
     env.globals["tr"] = lambda text: i18n.translate(text, language)
     env.globals["language"] = language
     env.globals["languages"] = i18n.LANGUAGE_NAMES
+    env.globals["pretty"] = _pretty
     env.globals["role_names"] = ROLE_NAMES
     env.globals["outcome_names"] = OUTCOME_NAMES
     return env
@@ -72,7 +78,7 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Content-Security-Policy": (
-        "default-src 'self'; style-src 'self'; script-src 'none'; frame-ancestors 'none'; "
+        "default-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'; "
         "form-action 'self'; base-uri 'none'"
     ),
 }
@@ -229,3 +235,10 @@ def check_csrf(request: Request, binding: str | None, given: str) -> None:
 
 def new_login_binding() -> str:
     return secrets.token_urlsafe(24)
+
+
+def login_csrf(request: Request) -> tuple[str, str]:
+    """(CSRF token, binding) for a form shown before signing in; the binding goes in the
+    ``stayflow_admin_login`` cookie (set it on the response)."""
+    binding = request.cookies.get(LOGIN_COOKIE) or new_login_binding()
+    return service.csrf_token(settings_of(request).secret_key, binding), binding

@@ -339,6 +339,24 @@ class PriceState:
 
 
 @dataclass(frozen=True)
+class CatalogEntry:
+    """Something an offer can name (a coupon, promotion code or price), for a picker."""
+
+    id: str
+    label: str
+
+
+@dataclass(frozen=True)
+class OfferCatalog:
+    """What an offer can name in the connected account: valid coupons, active promotion
+    codes, active recurring prices (the first page of each, at most 100)."""
+
+    coupons: list[CatalogEntry]
+    promotion_codes: list[CatalogEntry]
+    prices: list[CatalogEntry]
+
+
+@dataclass(frozen=True)
 class SubscriptionChange:
     """One ``POST /v1/subscriptions/{id}``: only the fields set are sent."""
 
@@ -363,6 +381,10 @@ class BillingWriter(Protocol):
     def retrieve_promotion_code(self, promotion_code_id: str) -> PromotionCodeState: ...
 
     def retrieve_price(self, price_id: str) -> PriceState: ...
+
+    def offer_catalog(self) -> OfferCatalog:
+        """Coupons, promotion codes and prices an offer could name (reads only)."""
+        ...
 
     def customer_subscriptions(self, customer_id: str) -> list[Subscription]:
         """Every subscription of the customer (any status), bounded to a few pages."""

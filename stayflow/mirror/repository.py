@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -365,3 +366,13 @@ def get_backfill(db: Session, app_pk: int) -> MirrorBackfill | None:
         .where(MirrorBackfill.app_pk == app_pk)
         .execution_options(populate_existing=True)
     )
+
+
+def list_subscriptions(db: Session, app_pk: int, *, limit: int) -> Sequence[MirrorSubscription]:
+    """The app's mirrored subscriptions, most recently synced first."""
+    return db.scalars(
+        select(MirrorSubscription)
+        .where(MirrorSubscription.app_pk == app_pk)
+        .order_by(MirrorSubscription.synced_at.desc(), MirrorSubscription.id.desc())
+        .limit(limit)
+    ).all()
