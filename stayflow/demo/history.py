@@ -90,9 +90,16 @@ class Player:
         if page.status_code != 200:
             raise RuntimeError(f"page: {page.status_code} {page.text[:300]}")
         model = page.json()
-        if rng.random() < 0.12 or not model["reasons"]:
-            return "left the page"  # marked abandoned once its time is over
         csrf = model["csrf_token"]
+        if rng.random() < 0.12:
+            return "left the page"  # marked abandoned once its time is over
+        if model["step"] == "confirm" or not model["reasons"]:
+            # An experiment's holdout: no questions, no offers, only the confirmation.
+            if rng.random() < 0.2:
+                self._post(f"/c/{token}/deflect", {"csrf_token": csrf})
+                return "deflected"
+            self._post(f"/c/{token}/cancel", {"csrf_token": csrf})
+            return "canceled"
         reason = rng.choice(model["reasons"])
         body: dict[str, Any] = {"reason_id": reason["id"], "csrf_token": csrf}
         if reason["comment"]:

@@ -36,6 +36,7 @@ def block(language: str) -> str:
 def test_the_guides_brightback_page_cancels_through_stayflow(
     page: Any, tenant: Stayflow, host: HostSite
 ) -> None:
+    page.set_default_timeout(30_000)  # the page and precancel on a loaded CI machine
     headers = {"Authorization": f"Bearer {tenant.api_key}"}
     applied = httpx.put(
         f"{tenant.url}/api/v1/flows", json=yaml.safe_load(block("yaml")), headers=headers

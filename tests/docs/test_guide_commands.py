@@ -121,7 +121,7 @@ def test_the_install_guide_commands_run(tmp_path: Path) -> None:
         start_new_session=True,  # its own process group: what it left running on a failure
     )
     try:
-        stdout, stderr = shell.communicate(timeout=300)
+        stdout, stderr = shell.communicate(timeout=600)
         assert shell.returncode == 0, stdout[-3000:] + stderr[-5000:]
         assert "stayflow_jobs" in stdout and "stayflow_http_requests_total" in stdout
         assert (tmp_path / "stayflow.dump").stat().st_size > 0
