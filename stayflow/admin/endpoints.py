@@ -188,6 +188,8 @@ def home(request: Request, db: DB, page: CurrentAppPage, now: Now) -> Response:
             outcomes=views.outcomes_this_week(db, app, now),
             week_start=views.week_start(now),
             snippet=views.snippet(settings, app),
+            signing_code=views.SIGNING_CODE,
+            attention=views.attention(db, app),
         ),
     )
 
@@ -197,19 +199,40 @@ def sessions(
     db: DB,
     page: CurrentAppPage,
     outcome: Annotated[str, Query(max_length=20)] = "",
+    reason: Annotated[str, Query(max_length=100)] = "",
+    offer: Annotated[str, Query(max_length=100)] = "",
+    experience: Annotated[str, Query(max_length=100)] = "",
     date_from: Annotated[str, Query(alias="from", max_length=20)] = "",
     date_to: Annotated[str, Query(alias="to", max_length=20)] = "",
     subscription: Annotated[str, Query(max_length=255)] = "",
     customer: Annotated[str, Query(max_length=255)] = "",
+    email: Annotated[str, Query(max_length=320)] = "",
+    after: Annotated[str, Query(max_length=40)] = "",
 ) -> Response:
-    filters, start, end = views.parse_filters(outcome, date_from, date_to, subscription, customer)
-    rows = [] if filters.errors else views.search(db, page.access.app, filters, start, end)
+    filters, start, end = views.parse_filters(
+        outcome,
+        date_from,
+        date_to,
+        subscription,
+        customer,
+        reason=reason,
+        offer=offer,
+        experience=experience,
+        email=email,
+    )
+    found = (
+        views.SessionPage([], None)
+        if filters.errors
+        else views.search(db, page.access.app, filters, start, end, after_session=after)
+    )
     return render(
         "sessions.html",
         400 if filters.errors else 200,
         **page.context(
             filters=filters,
-            rows=rows,
+            rows=found.rows,
+            next_cursor=found.next_cursor,
+            continued=bool(after),
             outcome_choices=views.OUTCOME_FILTERS,
             page_size=views.PAGE_SIZE,
         ),

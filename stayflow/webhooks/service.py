@@ -235,3 +235,27 @@ def list_deliveries(
 
 def failing_since_of(ep: WebhookEndpoint) -> datetime | None:
     return ep.failing_since
+
+
+def deliveries_of_events(
+    db: Session, app_pk: int, event_ids: Sequence[int]
+) -> list[tuple[WebhookDelivery, WebhookEndpoint]]:
+    """Every delivery of these events with its endpoint (the admin's session story)."""
+    if not event_ids:
+        return []
+    rows = db.execute(
+        select(WebhookDelivery, WebhookEndpoint)
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_pk)
+        .where(WebhookDelivery.app_pk == app_pk, WebhookDelivery.event_id.in_(list(event_ids)))
+        .order_by(WebhookDelivery.id)
+    ).all()
+    return [(d, e) for d, e in rows]
+
+
+def failing_endpoints(db: Session, app_pk: int) -> list[WebhookEndpoint]:
+    """Endpoints failing now, or switched off by stayflow after failing."""
+    return [
+        ep
+        for ep in list_endpoints(db, app_pk)
+        if ep.failing_since is not None or ep.disabled_reason is not None
+    ]

@@ -236,10 +236,12 @@ class Shots:
     count: int = 0
     taken: list[Path] = field(default_factory=list)
 
-    def take(self, page: Any, name: str) -> None:
+    def take(self, page: Any, name: str, *, full_page: bool = True) -> None:
+        # full_page=False for fixed overlays: a full-page shot grows the viewport, and the
+        # overlay and its frame with it, so it would not show what the subscriber sees.
         self.count += 1
         path = self.folder / f"{self.count:02d}-{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path), full_page=full_page)
         self.taken.append(path)
 
 

@@ -119,14 +119,14 @@ def test_keyboard_only_save_in_the_modal(page, tenant, host, shots):
     page.set_viewport_size(LAPTOP)
     modal_page(host, f"{tenant.url}/js/stayflow.js", snippet_data(tenant, host))
     page.goto(host.origin + "/")
-    shots.take(page, "modal-host-laptop")
+    shots.take(page, "modal-host-laptop", full_page=False)
     frame = open_modal(page, tenant, keyboard=True)
     # The page behind is out of reach and does not scroll.
     assert page.evaluate("getComputedStyle(document.documentElement).overflow") == "hidden"
     assert page.evaluate("document.querySelector('h1').closest('[inert]') !== null")
     # Focus goes to the first control of the flow (the first reason).
     wait_frame_focus(frame, "too_expensive")
-    shots.take(page, "modal-reason-laptop")
+    shots.take(page, "modal-reason-laptop", full_page=False)
     # The focus trap: back from the first control is the close button, back again is the
     # frame's last control, and forward from there is the close button again.
     page.keyboard.press("Shift+Tab")
@@ -145,7 +145,7 @@ def test_keyboard_only_save_in_the_modal(page, tenant, host, shots):
     frame.wait_for_selector("text=Stay for 20% off, Ada")
     # The new step starts from its first control.
     wait_frame_focus(frame, "Take 20% off")
-    shots.take(page, "modal-offers-laptop")
+    shots.take(page, "modal-offers-laptop", full_page=False)
     page.keyboard.press("Enter")
     page.wait_for_selector("[role=dialog]", state="detached")
     [event] = events(page)
@@ -167,7 +167,7 @@ def test_keyboard_only_save_in_the_modal(page, tenant, host, shots):
     assert page.evaluate("document.activeElement.id") == "bb-cancel"
     assert page.evaluate("getComputedStyle(document.documentElement).overflow") != "hidden"
     assert page.evaluate("document.querySelectorAll('[inert]').length") == 0
-    shots.take(page, "modal-done-laptop")
+    shots.take(page, "modal-done-laptop", full_page=False)
     assert all(p.stat().st_size > 5_000 for p in shots.taken)
 
 
@@ -186,7 +186,7 @@ def test_escape_and_close_button_on_a_phone(browser, tenant, host, shots):
         assert box["x"] == 0 and box["width"] == PHONE["width"]
         assert abs(box["y"] + box["height"] - PHONE["height"]) < 1
         assert frame.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-        shots.take(page, "modal-reason-phone-fr")
+        shots.take(page, "modal-reason-phone-fr", full_page=False)
         # Escape inside the frame closes the dialog (the frame tells the page).
         page.keyboard.press("Escape")
         page.wait_for_selector("[role=dialog]", state="detached")
@@ -205,7 +205,7 @@ def test_escape_and_close_button_on_a_phone(browser, tenant, host, shots):
         page.keyboard.press("Escape")
         page.wait_for_selector("[role=dialog]", state="detached")
         assert [e["detail"]["reason"] for e in events(page)] == ["escape", "button", "escape"]
-        shots.take(page, "modal-closed-phone")
+        shots.take(page, "modal-closed-phone", full_page=False)
     finally:
         context.close()
     with tenant.session_factory() as db:

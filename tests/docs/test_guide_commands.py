@@ -3,7 +3,9 @@
 The ``sh`` blocks are read from the pages, so a change there is what runs here. What changes:
 ports (free ones, so parallel runs do not collide), the install guide's database name (a
 fresh one, dropped afterwards), and ``pip install`` lines are left out (this environment has
-stayflow installed already; installing is what the README's test command does). Waiting is
+stayflow installed already; installing is what the README's test command does), and the demo
+plays 3 days of history instead of 90 (its hidden ``--days``: the history is the demo test's
+subject, and 90 days would only load the machine under the other tests). Waiting is
 on readiness (the guide's own ``curl --retry`` on ``/readyz``, the demo's printed URLs),
 never a fixed sleep. ``nginx`` and ``text`` blocks are configuration and output, not
 commands.
@@ -58,7 +60,7 @@ def test_the_quickstart_commands_run(tmp_path: Path) -> None:
                 "bash",
                 "-c",
                 f"exec {command} --port {ports[0]} --site-port {ports[1]} "
-                f"--sandbox-port {ports[2]}",
+                f"--sandbox-port {ports[2]} --days 3",
             ],
             cwd=tmp_path,
             env=_env(),
