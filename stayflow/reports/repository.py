@@ -326,7 +326,9 @@ def comments(
         .where(
             CancelSession.app_pk == app_pk,
             CancelSession.reason_comment.is_not(None),
-            *_fact_where(app_pk, f, by_index=False),
+            # SQLite would start from the facts' index otherwise; PostgreSQL's planner
+            # needs no hint (and a wrong row estimate from the hint misleads it).
+            *_fact_where(app_pk, f, by_index=db.get_bind().dialect.name == "postgresql"),
         )
     )
     if search:
