@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, literal, select
+from sqlalchemy import Select, and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -83,9 +83,11 @@ F = ReportFact
 R = ReportRollup
 
 
-def _fact_where(app_pk: int, f: Filters) -> list[ColumnElement[bool]]:
+def _fact_where(app_pk: int, f: Filters, *, by_index: bool = True) -> list[ColumnElement[bool]]:
+    # by_index=False: "app_pk + 0" keeps the planner off the facts' (app_pk, day) index,
+    # so a query walked from the sessions' side (comments) stays on that side.
     where: list[ColumnElement[bool]] = [
-        F.app_pk == app_pk,
+        F.app_pk == app_pk if by_index else (F.app_pk + 0) == app_pk,
         F.day >= f.since,
         F.day <= f.until,
         F.counted.is_(True),
@@ -306,9 +308,12 @@ def iter_sessions(
 def comments(
     db: Session, app_pk: int, f: Filters, search: str | None, *, before_id: int | None, limit: int
 ) -> Sequence[Any]:
+    """The newest comments first. Walked from the sessions' side, newest first, so the scan
+    stops after ``limit`` comments instead of reading every fact in the range (the cursor
+    is the cancel session's pk)."""
     query = (
         select(
-            F.id.label("fact_id"),
+            CancelSession.id.label("fact_id"),
             F.session_id,
             F.created_at,
             F.reason_id,
@@ -316,16 +321,37 @@ def comments(
             F.currency,
             CancelSession.reason_comment,
         )
-        .join(CancelSession, CancelSession.id == F.session_pk)
-        .where(*_fact_where(app_pk, f), CancelSession.reason_comment.is_not(None))
+        .select_from(CancelSession)
+        .join(F, F.session_pk == CancelSession.id)
+        .where(
+            CancelSession.app_pk == app_pk,
+            CancelSession.reason_comment.is_not(None),
+            # SQLite would start from the facts' index otherwise; PostgreSQL's planner
+            # needs no hint (and a wrong row estimate from the hint misleads it).
+            *_fact_where(app_pk, f, by_index=db.get_bind().dialect.name == "postgresql"),
+        )
     )
     if search:
         query = query.where(
             func.lower(CancelSession.reason_comment).contains(search.lower(), autoescape=True)
         )
     if before_id is not None:
-        query = query.where(F.id < before_id)
-    return db.execute(query.order_by(F.id.desc()).limit(limit)).all()
+        cursor_at = db.scalar(
+            select(CancelSession.created_at).where(
+                CancelSession.app_pk == app_pk, CancelSession.id == before_id
+            )
+        )
+        if cursor_at is None:
+            return []
+        query = query.where(
+            or_(
+                CancelSession.created_at < cursor_at,
+                and_(CancelSession.created_at == cursor_at, CancelSession.id < before_id),
+            )
+        )
+    # The order of the sessions' (app_pk, created_at) index: the scan stops after ``limit``.
+    order = (CancelSession.created_at.desc(), CancelSession.id.desc())
+    return db.execute(query.order_by(*order).limit(limit)).all()
 
 
 def variant_arms(

@@ -99,6 +99,16 @@ def test_figures_breakdowns_and_drill_down(
         "/api/v1/reports/comments", headers=h, params={**Q, "q": "EXPENSIVE"}
     ).json()["data"]
     assert [c["comment"] for c in comments] == ["Way too expensive"]
+    first = client.get("/api/v1/reports/comments", headers=h, params={**Q, "limit": 1}).json()
+    assert [c["comment"] for c in first["data"]] == ["Way too expensive"]  # newest first
+    assert first["has_more"] is True
+    rest = client.get(
+        "/api/v1/reports/comments",
+        headers=h,
+        params={**Q, "limit": 1, "before_id": first["next_before_id"]},
+    ).json()
+    assert [c["comment"] for c in rest["data"]] == ["=SUM(A1) too pricey"]
+    assert rest["has_more"] is False
     # Another app sees none of it.
     theirs = client.get("/api/v1/reports/comments", headers=other.headers, params=Q).json()
     assert [c["comment"] for c in theirs["data"]] == []
