@@ -181,8 +181,10 @@ async def _app_info(request: Request, app_id: Any) -> AppInfo | None:
     openapi_extra=_PRECANCEL_BODY,
 )
 async def precancel(request: Request) -> JSONResponse:
-    """The framework's route; ``POST /precancel`` normally takes precancel's own route
-    (``fastpath.py``), which answers the same bytes (tests/cancel_flow/test_fastpath.py)."""
+    """Checks the app, the signature and the origin, stores a cancel session and answers the
+    hosted page's URL (Brightback's ``{valid, url, message}``)."""
+    # POST /precancel normally takes precancel's own route in front of the middleware
+    # (fastpath.py), which answers the same bytes (tests/cancel_flow/test_fastpath.py).
     origin = request.headers.get("origin")
     answer = await precancel_state(request.app.state).start(
         await request.body(), origin, request.query_params.get("app_id")

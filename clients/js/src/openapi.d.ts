@@ -100,7 +100,8 @@ export interface paths {
         put?: never;
         /**
          * Start a cancel session (called by the snippet)
-         * @description The hot path: checks run on the event loop, the one INSERT in a worker thread.
+         * @description Checks the app, the signature and the origin, stores a cancel session and answers the
+         *     hosted page's URL (Brightback's ``{valid, url, message}``).
          */
         post: operations["precancel_precancel_post"];
         delete?: never;
