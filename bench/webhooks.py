@@ -1,7 +1,8 @@
 """Outbound webhooks: 10,000 events to 10 endpoints, one slow (2 s) and one down.
 
     python bench/webhooks.py [--events 10000] [--rate 250] [--backend sqlite|postgres]
-                             [--concurrency 4]
+                             [--concurrency 4] [--lane-concurrency 32] [--batch-size 1]
+                             [--poll 0.05]
 
 Two phases in one run, each with fresh apps and endpoints and receivers on 127.0.0.1:
   1. "without bad": 8 healthy endpoints only, receiving the same per-endpoint rate;
@@ -9,18 +10,22 @@ Two phases in one run, each with fresh apps and endpoints and receivers on 127.0
      (nothing listens on its port): ``--events`` events, round-robin over the 10 endpoints.
 Each endpoint belongs to its own app, so each event goes to exactly one endpoint. Events are
 emitted at ``--rate`` events/s (phase 1 at 8/10 of it), those due every 20 ms in one
-transaction, and delivered by an in-process job Worker. The delay of a delivery is the
+transaction, and delivered by an in-process job Worker (deliveries run in its lane, each
+endpoint's job on its own thread, up to --lane-concurrency). The delay of a delivery is the
 receiver's clock at arrival minus the emitter's clock just before the event's commit.
 Deliveries/s counts every delivery received (slow endpoint included) over the phase.
 
 Prints deliveries/s overall and the healthy endpoints' p50/p99 delay in both phases, and
-their ratio (goal: with-bad p99 within 1.2x of without-bad).
+their ratio (goal: with-bad p99 within 1.2x of without-bad), and the machine's load.
+Run it at a rate the first phase sustains (about half its ceiling): above it both phases
+queue without bound and the delays measure the backlog, not the isolation.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import threading
@@ -151,12 +156,20 @@ def phase(factory: Any, events: int, rate: float, bad: bool, timeout: float) -> 
     }
 
 
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} cpus"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=250.0)
     parser.add_argument("--backend", default="sqlite", choices=["sqlite", "postgres"])
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--lane-concurrency", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--poll", type=float, default=0.05)
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
@@ -171,14 +184,18 @@ def main() -> None:
             worker = Worker(
                 factory,
                 concurrency=args.concurrency,
-                batch_size=1,
-                poll_interval=0.05,
+                lane_concurrency=args.lane_concurrency,
+                batch_size=args.batch_size,
+                poll_interval=args.poll,
                 services={"settings": settings, "encryptor": ENCRYPTOR},
             )
             worker.start()
+            loads = [load()]
             try:
                 clean = phase(factory, args.events * 8 // 10, args.rate * 0.8, False, args.timeout)
+                loads.append(load())
                 dirty = phase(factory, args.events, args.rate, True, args.timeout)
+                loads.append(load())
             finally:
                 worker.stop(timeout=5)
                 engine.dispose()
@@ -186,8 +203,10 @@ def main() -> None:
             drop_database(url)
     print(
         f"backend={args.backend} worker concurrency={args.concurrency} "
+        f"lane concurrency={args.lane_concurrency} batch={args.batch_size} poll={args.poll}s "
         f"rate={args.rate:.0f} events/s (phase 1 at {args.rate * 0.8:.0f})"
     )
+    print("machine: " + " | ".join(loads) + " (start | after phase 1 | after phase 2)")
     for name, result in (("without bad endpoints", clean), ("with slow+down endpoints", dirty)):
         print(
             f"{name:26s} events={result['events']:6d} healthy delivered="

@@ -15,6 +15,7 @@ from starlette.routing import Match
 
 from stayflow import __version__
 from stayflow.admin.endpoints import install as install_admin
+from stayflow.admin.reports_pages import router as reports_pages_router
 from stayflow.apps.endpoints import router as apps_router
 from stayflow.attribution.endpoints import router as attribution_router
 from stayflow.billing.actions.endpoints import router as billing_actions_router
@@ -41,6 +42,7 @@ from stayflow.ops.middleware import RequestContextMiddleware
 from stayflow.ops.openapi import install_openapi
 from stayflow.page.endpoints import MAX_ACTION_BYTES as PAGE_ACTION_MAX_BYTES
 from stayflow.page.endpoints import router as page_router
+from stayflow.reports.endpoints import router as reports_router
 from stayflow.settings import Settings
 from stayflow.webhooks.endpoints import router as webhooks_router
 
@@ -175,6 +177,8 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.include_router(enrichment_router)
     app.include_router(mirror_router)
     app.include_router(attribution_router)
+    app.include_router(reports_router)
+    app.include_router(reports_pages_router)
     app.include_router(precancel_router)
     app.include_router(cancel_sessions_admin_router)
     app.include_router(flows_router)

@@ -23,6 +23,13 @@ from stayflow.mirror.models import (
     MirrorSubscription,
     StripeEvent,
 )
+from stayflow.reports.models import (
+    ReportDirty,
+    ReportFact,
+    ReportOfferRollup,
+    ReportRollup,
+    ReportSettings,
+)
 from stayflow.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
@@ -48,6 +55,11 @@ __all__ = [
     "MirrorInvoice",
     "MirrorProduct",
     "MirrorSubscription",
+    "ReportDirty",
+    "ReportFact",
+    "ReportOfferRollup",
+    "ReportRollup",
+    "ReportSettings",
     "StripeEvent",
     "User",
     "WebhookAttempt",

@@ -17,6 +17,7 @@ from stayflow.admin import (
     endpoints_members,
     endpoints_settings,
     endpoints_webhooks,
+    flow_pages,
     i18n,
     service,
     views,
@@ -252,6 +253,7 @@ def install(app: FastAPI) -> None:
     app.include_router(endpoints_members.router)
     app.include_router(endpoints_settings.router)
     app.include_router(endpoints_webhooks.router)
+    app.include_router(flow_pages.router)
     app.add_middleware(i18n.LanguageMiddleware)
     app.mount("/admin/static", StaticFiles(directory=STATIC), name="admin-static")
 

@@ -30,6 +30,7 @@ from stayflow.db import Base
 from stayflow.errors import BadRequest, Conflict
 from stayflow.jobs.models import DEAD, SUCCEEDED, Job
 from stayflow.mirror.models import MirrorCustomer, MirrorSubscription, StripeEvent
+from stayflow.reports import service as reports_service
 from stayflow.settings import Settings
 from stayflow.webhooks.models import WebhookAttempt
 
@@ -197,6 +198,9 @@ def erase_subscriber(
             if k.startswith("subscription.") and not _PERSONAL_ENRICHED.match(k)
         }
     erasure.counts["cancel_sessions"] = len(sessions)
+    # The reports' facts copied the subscription id: recount these sessions without it.
+    db.flush()
+    reports_service.forget_subscriber(db, app.id, [cs.id for cs in sessions])
     for action in actions:
         action.subscription_id = ERASED
         action.plan = _scrub(action.plan, needles)

@@ -15,7 +15,7 @@ def attribution() -> None:
 def sync_command(app_id: str) -> None:
     """Read Stripe's changes since the last sync, then judge the sessions they touch."""
     from stayflow.apps.repository import get_app_by_public_id
-    from stayflow.attribution import sync
+    from stayflow.attribution import sync, tasks
     from stayflow.billing import repository as billing_repository
     from stayflow.billing import service as billing_service
     from stayflow.billing.cli import _open
@@ -38,6 +38,8 @@ def sync_command(app_id: str) -> None:
         provider = billing_service.make_provider(
             settings, key, timeout=billing_settings().stripe_backfill_timeout, retries=2
         )
+        tasks.ensure_state(factory, app_pk)
+        requests = tasks.refresh_webhook_endpoint(factory, app_pk, provider)
         now = utcnow()
         with click.progressbar(length=0, label="attribution sync", show_pos=True) as bar:
 
@@ -47,7 +49,9 @@ def sync_command(app_id: str) -> None:
 
             try:
                 with transaction(factory) as db:
-                    result = sync.sync(db, app_pk, provider, now, progress=progress)
+                    result = sync.sync(
+                        db, app_pk, provider, now, progress=progress, requests_before=requests
+                    )
             except BillingError as exc:
                 with transaction(factory) as db:
                     sync.record_failure(db, app_pk, now, exc.message, provider.calls)

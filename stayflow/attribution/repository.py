@@ -87,6 +87,31 @@ def unseen_subscriptions(db: Session, app_pk: int, limit: int) -> list[str]:
     return list(rows)
 
 
+def watched_customers(db: Session, app_pk: int, customer_ids: list[str]) -> set[str]:
+    """Those of these customers that own the mirrored subscription of an open watch."""
+    found: set[str] = set()
+    for chunk in _chunks(sorted(set(customer_ids))):
+        found.update(
+            db.scalars(
+                select(MirrorSubscription.customer_id)
+                .join(
+                    AttributionWatch,
+                    and_(
+                        AttributionWatch.app_pk == MirrorSubscription.app_pk,
+                        AttributionWatch.subscription_id == MirrorSubscription.subscription_id,
+                    ),
+                )
+                .where(
+                    MirrorSubscription.app_pk == app_pk,
+                    MirrorSubscription.customer_id.in_(chunk),
+                    AttributionWatch.status.in_(OPEN_STATUSES),
+                )
+                .distinct()
+            ).all()
+        )
+    return found
+
+
 def watched_with_unexpanded_discounts(db: Session, app_pk: int, since: datetime) -> list[str]:
     """Watched subscriptions whose mirror row (changed since) names a discount only by id."""
     rows = db.execute(

@@ -36,6 +36,7 @@ from stayflow.errors import BadRequest
 from stayflow.events import service as events_service
 from stayflow.events.schemas import CancelReactivated, SaveLapsed, SaveValidated
 from stayflow.mirror.models import MirrorSubscription
+from stayflow.reports import service as reports
 
 MIN_WINDOW_DAYS = 1
 MAX_WINDOW_DAYS = 365
@@ -179,6 +180,7 @@ def _enroll_batch(
     if rows:
         # One executemany (the table, not the ORM: no identity map for thousands of rows).
         db.execute(insert(AttributionWatch.__table__), rows)  # type: ignore[arg-type]
+        reports.mark_dirty(db, app_pk, [cs.session_id for cs in sessions])
     return len(rows)
 
 
@@ -189,6 +191,7 @@ def mark_unmatched(db: Session, app_pk: int, subscription_id: str, why: str) -> 
         watch.status = UNMATCHED
         watch.cause = why[:500]
         watch.judged_at = utcnow()
+        reports.mark_dirty(db, app_pk, [watch.session_id])
         changed += 1
     return changed
 
@@ -397,6 +400,22 @@ def judge(
     watch.judged_at = utcnow()
     if row is None:
         return False
+    counted_before = _counted(watch)
+    try:
+        return _judge(db, watch, row, now, data)
+    finally:
+        if _counted(watch) != counted_before:
+            reports.mark_dirty(db, watch.app_pk, [watch.session_id])
+
+
+def _counted(watch: AttributionWatch) -> tuple[Any, ...]:
+    """What the reports read of a watch (a change makes them recount its session)."""
+    return (watch.status, watch.currency, watch.mrr_kept, watch.mrr_lost, watch.cash_collected)
+
+
+def _judge(
+    db: Session, watch: AttributionWatch, row: MirrorSubscription, now: datetime, data: Prefetched
+) -> bool:
     if watch.status == UNMATCHED:
         watch.status, watch.cause = PENDING, None  # Stripe knows it after all
     watch.customer_id = row.customer_id or watch.customer_id

@@ -22,14 +22,17 @@ from sqlalchemy.orm import Session
 
 from stayflow.attribution import repository, service
 from stayflow.billing.provider import BillingObjectMissing, BillingProvider
-from stayflow.billing.stripe.convert import invoice_from
+from stayflow.billing.stripe.convert import invoice_from, object_id
 from stayflow.db import utcnow
 from stayflow.mirror import repository as mirror_repository
 from stayflow.mirror import service as mirror_service
 
 log = logging.getLogger("stayflow.attribution")
 
-# Stripe documents wildcards for ``type`` only; ``types`` takes up to 20 exact names.
+# Stripe documents wildcards for ``type`` only; ``types`` takes up to 20 exact names. Left
+# out, as they change nothing attribution reads: customer.subscription.trial_will_end (a
+# reminder), invoice.overdue and invoice.payment_action_required (the invoice stays open;
+# its payment or failure has its own event).
 EVENT_TYPES = [
     "customer.subscription.created",
     "customer.subscription.updated",
@@ -38,22 +41,24 @@ EVENT_TYPES = [
     "customer.subscription.resumed",
     "customer.subscription.pending_update_applied",
     "customer.subscription.pending_update_expired",
-    "customer.subscription.trial_will_end",
+    "customer.discount.created",
+    "customer.discount.updated",
+    "customer.discount.deleted",
     "invoice.created",
     "invoice.deleted",
     "invoice.finalized",
     "invoice.marked_uncollectible",
-    "invoice.overdue",
     "invoice.paid",
-    "invoice.payment_action_required",
     "invoice.payment_failed",
     "invoice.payment_succeeded",
     "invoice.updated",
     "invoice.voided",
 ]
+assert len(EVENT_TYPES) <= 20, "Stripe's types filter takes at most 20 names"
 EVENT_RETENTION = timedelta(days=30)
 MAX_PAGES = 10_000
 MAX_RETRIEVES = 1_000
+MAX_COUPONS = 100
 Progress = Callable[[str, int], None]
 
 
@@ -66,6 +71,9 @@ class SyncResult:
     subscriptions_written: int = 0
     invoices_written: int = 0
     retrieved: int = 0
+    customers_retrieved: int = 0
+    coupons_read: int = 0
+    webhook_endpoint_updated: bool = False
     unmatched: int = 0
     enrolled: int = 0
     judged: int = 0
@@ -77,6 +85,7 @@ class SyncResult:
             f"attribution sync ({self.mode}): {self.requests} Stripe requests, "
             f"{self.events} events, {self.subscriptions_written} subscriptions and "
             f"{self.invoices_written} invoices written, {self.retrieved} retrieved, "
+            f"{self.customers_retrieved} customers retrieved, {self.coupons_read} coupons read, "
             f"{self.enrolled} sessions enrolled, {self.judged} judged, "
             f"{self.changed} status changes"
         )
@@ -88,6 +97,9 @@ def _store_raw(db: Session, app_pk: int, raw: dict[str, Any], version: int) -> i
     return mirror_service.store_subscriptions(db, app_pk, [raw], version=version, source="live")
 
 
+CustomerDiscounts = dict[str, tuple[int, str, dict[str, Any]]]
+
+
 def _events(
     db: Session,
     app_pk: int,
@@ -95,8 +107,12 @@ def _events(
     cursor: int,
     result: SyncResult,
     progress: Progress | None,
+    discounts: CustomerDiscounts,
 ) -> int:
-    """Read every event since ``cursor``; store the newest state of each object; new cursor."""
+    """Read every event since ``cursor``; store the newest state of each object; new cursor.
+
+    Customer-level discount changes (newest per customer) are left in ``discounts``: they are
+    applied once the subscriptions (and the customers they bring) are stored."""
     newest_sub: dict[str, tuple[int, dict[str, Any]]] = {}
     newest_invoice: dict[str, tuple[int, dict[str, Any]]] = {}
     starting_after: str | None = None
@@ -120,6 +136,12 @@ def _events(
                 kept = newest_invoice.get(str(obj["id"]))
                 if kept is None or event.created > kept[0]:
                     newest_invoice[str(obj["id"])] = (event.created, obj)
+            elif event.type in mirror_service.CUSTOMER_DISCOUNT_EVENTS:
+                if mirror_service.is_customer_discount(obj):
+                    customer_id = str(object_id(obj.get("customer")))
+                    seen = discounts.get(customer_id)
+                    if seen is None or event.created > seen[0]:
+                        discounts[customer_id] = (event.created, event.type, obj)
         if progress is not None:
             progress("events", len(page.events))
         if not page.has_more or not page.events:
@@ -205,6 +227,53 @@ def _retrieve(
         result.subscriptions_written += _store_raw(db, app_pk, fetched.raw, now)
 
 
+def _customers(
+    db: Session,
+    app_pk: int,
+    provider: BillingProvider,
+    discounts: CustomerDiscounts,
+    now: int,
+    result: SyncResult,
+) -> None:
+    """Customer-level discounts: apply the changes events brought; retrieve a customer the
+    mirror lacks (one request each) when it owns a watched subscription; then read each coupon
+    that discounts name only by id once, and write it into them."""
+    unknown: list[str] = []
+    for customer_id, (created, event_type, discount) in discounts.items():
+        outcome = mirror_service.apply_customer_discount(
+            db, app_pk, event_type, discount, version=created
+        )
+        if outcome == "unknown_customer":
+            unknown.append(customer_id)
+    wanted = sorted(repository.watched_customers(db, app_pk, unknown)) if unknown else []
+    coupons: dict[str, dict[str, Any]] = {}
+    for customer_id in wanted[:MAX_RETRIEVES]:
+        result.requests += 1
+        try:
+            raw = provider.retrieve_customer_raw(customer_id)
+        except BillingObjectMissing:
+            # Kept as deleted, so it is not asked for again.
+            raw = {"id": customer_id, "object": "customer", "deleted": True}
+        mirror_service.store_customer(db, app_pk, raw, version=now)
+        result.customers_retrieved += 1
+        coupon = mirror_service.expanded_coupon(raw.get("discount"))
+        if coupon is not None:
+            coupons[str(coupon["id"])] = coupon  # read with the customer: not again
+    named = mirror_repository.customers_naming_coupons(db, app_pk, MAX_RETRIEVES)
+    for coupon_id in sorted(set(named.values()) - set(coupons))[:MAX_COUPONS]:
+        result.requests += 1
+        try:
+            coupons[coupon_id] = provider.retrieve_coupon_raw(coupon_id)
+        except BillingObjectMissing as exc:
+            result.notes.append(f"coupon {coupon_id!r}: {exc.message}")
+            continue
+        result.coupons_read += 1
+    if named and coupons:
+        mirror_service.expand_customer_coupons(
+            db, app_pk, [c for c, coupon in named.items() if coupon in coupons], coupons
+        )
+
+
 def sync(
     db: Session,
     app_pk: int,
@@ -212,9 +281,14 @@ def sync(
     now: datetime,
     *,
     progress: Progress | None = None,
+    requests_before: int = 0,
 ) -> SyncResult:
-    """One sync of one app at ``now`` (injected: the sandbox's clock in tests)."""
-    result = SyncResult()
+    """One sync of one app at ``now`` (injected: the sandbox's clock in tests).
+
+    ``requests_before``: Stripe requests the caller made for this sync first (bringing the
+    webhook endpoint's events up to date), counted in its total."""
+    result = SyncResult(requests=requests_before)
+    discounts: CustomerDiscounts = {}
     state = repository.get_or_create_state(db, app_pk)
     result.enrolled = service.enroll(db, app_pk)
     now_epoch = service.epoch(now)
@@ -233,12 +307,13 @@ def sync(
             _full(db, app_pk, provider, now_epoch, since, result, progress)
             state.events_cursor = now_epoch
         else:
-            state.events_cursor = _events(db, app_pk, provider, cursor, result, progress)
+            state.events_cursor = _events(db, app_pk, provider, cursor, result, progress, discounts)
         unseen = repository.unseen_subscriptions(db, app_pk, MAX_RETRIEVES)
         unexpanded = repository.watched_with_unexpanded_discounts(
             db, app_pk, state.judged_through or started - timedelta(days=3650)
         )
         _retrieve(db, app_pk, provider, sorted(set(unseen) | set(unexpanded)), now_epoch, result)
+        _customers(db, app_pk, provider, discounts, now_epoch, result)
     judged = service.judge_changed(db, app_pk, now)
     result.judged, result.changed = judged.judged, judged.changed
     state.last_sync_at = now

@@ -25,6 +25,7 @@ from stayflow.billing.provider import (
     BillingAuthenticationFailed,
     BillingError,
     BillingPermissionDenied,
+    BillingProvider,
     BillingUnavailable,
 )
 from stayflow.crypto import Encryptor
@@ -47,7 +48,7 @@ SYNC_EVERY_SECONDS = 3600
 JUDGE_EVERY_SECONDS = 300
 
 
-def _ensure_state(factory: sessionmaker[Session], app_pk: int) -> None:
+def ensure_state(factory: sessionmaker[Session], app_pk: int) -> None:
     """The app's state row, created and committed before the sync's long transaction.
 
     Created inside that transaction, its uncommitted INSERT would hold the row's unique key
@@ -63,29 +64,52 @@ def _ensure_state(factory: sessionmaker[Session], app_pk: int) -> None:
         pass  # created at the same moment by another sync: it exists now
 
 
+def refresh_webhook_endpoint(
+    factory: sessionmaker[Session], app_pk: int, provider: BillingProvider
+) -> int:
+    """Bring stayflow's own webhook endpoint up to today's list of events, before the sync's
+    transaction: the POST to Stripe outside any transaction, what was asked recorded in a
+    short one (no lock on the connection row while Stripe answers). Requests made: 0 or 1."""
+    with factory() as db:
+        stale = billing_service.stale_endpoint(
+            billing_repository.get_connection_by_app_pk(db, app_pk)
+        )
+    if stale is None:
+        return 0
+    if billing_service.update_endpoint_events(provider, stale) is not None:
+        with transaction(factory) as db:
+            billing_service.record_endpoint_events(
+                db, app_pk, stale.endpoint_id, billing_service.WEBHOOK_EVENTS
+            )
+    return 1
+
+
 @registry.handler("attribution.sync", max_attempts=5)
 def sync_app(ctx: JobContext) -> None:
     app_pk = ctx.job.app_pk
     if app_pk is None:
         raise PermanentFailure("attribution.sync needs an app")
-    _ensure_state(ctx.worker.session_factory, app_pk)
+    factory = ctx.worker.session_factory
+    ensure_state(factory, app_pk)
     settings: Settings = ctx.worker.services["settings"]
     encryptor: Encryptor = ctx.worker.services["encryptor"]
-    conn = billing_repository.get_connection_by_app_pk(ctx.db, app_pk)
-    key = billing_service.connected_key(encryptor, conn)
+    with factory() as db:  # read apart too: the job's session has not touched the database
+        key = billing_service.connected_key(
+            encryptor, billing_repository.get_connection_by_app_pk(db, app_pk)
+        )
     if key is None:
         return  # disconnected: nothing to read with
     provider = billing_service.make_provider(
         settings, key, timeout=billing_settings().stripe_backfill_timeout, retries=2
     )
+    requests = refresh_webhook_endpoint(factory, app_pk, provider)
     now = _now(ctx)
     try:
-        sync.sync(ctx.db, app_pk, provider, now)
+        sync.sync(ctx.db, app_pk, provider, now, requests_before=requests)
     except BillingError as exc:
         # Nothing of this job's work commits (dropped here first, so SQLite's write lock is
         # free); the failure is recorded in its own transaction for the data card.
         ctx.db.rollback()
-        factory = ctx.worker.session_factory
         with transaction(factory) as db:
             sync.record_failure(db, app_pk, now, exc.message, provider.calls)
         if isinstance(exc, BillingUnavailable):

@@ -7,7 +7,7 @@ from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stayflow.crypto import register_encrypted
-from stayflow.db import Base, BigIntPK, utcnow
+from stayflow.db import Base, BigIntPK, JSONType, utcnow
 
 
 class BillingConnection(Base):
@@ -34,6 +34,9 @@ class BillingConnection(Base):
     webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
     webhook_managed: Mapped[bool] = mapped_column(default=False)
     webhook_configured_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The event types the managed endpoint was last asked for (None: before this was kept);
+    # a sync brings an endpoint whose list differs from billing.service.WEBHOOK_EVENTS up to date.
+    webhook_events: Mapped[list[str] | None] = mapped_column(JSONType, default=None)
     last_event_at: Mapped[datetime | None] = mapped_column(default=None)
     # Use cases on/off and cancel options (see billing.schemas.BillingSetup).
     setup: Mapped[dict[str, Any]] = mapped_column(default=dict)

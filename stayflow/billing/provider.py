@@ -277,11 +277,19 @@ class BillingProvider(Protocol):
         limit: int = 100,
     ) -> InvoicePage: ...
 
+    def retrieve_coupon_raw(self, coupon_id: str) -> dict[str, Any]: ...
+
+    def retrieve_customer_raw(self, customer_id: str) -> dict[str, Any]:
+        """The customer with its discount's coupon expanded."""
+        ...
+
     def account_info(self) -> AccountInfo: ...
 
     def check_permissions(self) -> list[PermissionCheck]: ...
 
     def create_webhook_endpoint(self, url: str, events: list[str]) -> WebhookEndpoint: ...
+
+    def update_webhook_endpoint(self, endpoint_id: str, events: list[str]) -> WebhookEndpoint: ...
 
     def delete_webhook_endpoint(self, endpoint_id: str) -> None: ...
 
@@ -339,6 +347,24 @@ class PriceState:
 
 
 @dataclass(frozen=True)
+class CatalogEntry:
+    """Something an offer can name (a coupon, promotion code or price), for a picker."""
+
+    id: str
+    label: str
+
+
+@dataclass(frozen=True)
+class OfferCatalog:
+    """What an offer can name in the connected account: valid coupons, active promotion
+    codes, active recurring prices (the first page of each, at most 100)."""
+
+    coupons: list[CatalogEntry]
+    promotion_codes: list[CatalogEntry]
+    prices: list[CatalogEntry]
+
+
+@dataclass(frozen=True)
 class SubscriptionChange:
     """One ``POST /v1/subscriptions/{id}``: only the fields set are sent."""
 
@@ -363,6 +389,10 @@ class BillingWriter(Protocol):
     def retrieve_promotion_code(self, promotion_code_id: str) -> PromotionCodeState: ...
 
     def retrieve_price(self, price_id: str) -> PriceState: ...
+
+    def offer_catalog(self) -> OfferCatalog:
+        """Coupons, promotion codes and prices an offer could name (reads only)."""
+        ...
 
     def customer_subscriptions(self, customer_id: str) -> list[Subscription]:
         """Every subscription of the customer (any status), bounded to a few pages."""

@@ -42,17 +42,29 @@ log = logging.getLogger("stayflow.billing")
 # The Stripe permissions each use case needs (restricted keys grant them per resource).
 USE_CASES: dict[str, list[str]] = {
     "enrichment": ["subscriptions:read", "customers:read", "products:read", "prices:read"],
-    "attribution": ["subscriptions:read", "events:read"],
+    # Invoices for cash collected and dues; a customer's coupon: the customer when the mirror
+    # lacks it, the coupon once per sync (lists and events name it only by id).
+    "attribution": [
+        "subscriptions:read",
+        "events:read",
+        "invoices:read",
+        "customers:read",
+        "coupons:read",
+    ],
     "offers": ["subscriptions:write", "coupons:read", "prices:read"],
     "cancels": ["subscriptions:read", "subscriptions:write"],
 }
 WEBHOOK_PERMISSION = "webhook_endpoints:write"
-# The events the mirror keeps itself current with.
+# The events the mirror keeps itself current with: exactly what mirror.apply_event handles.
+# A managed endpoint asked for another list is brought up to date by the next sync.
 WEBHOOK_EVENTS = [
     "customer.subscription.created",
     "customer.subscription.updated",
     "customer.subscription.deleted",
     "customer.updated",
+    "customer.discount.created",
+    "customer.discount.updated",
+    "customer.discount.deleted",
     "invoice.paid",
     "invoice.payment_failed",
     "product.created",
@@ -171,6 +183,7 @@ def connect(
         conn.webhook_endpoint_id = None
         conn.webhook_managed = False
         conn.webhook_configured_at = utcnow()
+        conn.webhook_events = None
     elif WEBHOOK_PERMISSION in granted:
         try:
             endpoint = provider.create_webhook_endpoint(webhook_url(settings, app), WEBHOOK_EVENTS)
@@ -189,6 +202,7 @@ def connect(
             conn.webhook_endpoint_id = endpoint.id
             conn.webhook_managed = True
             conn.webhook_configured_at = utcnow()
+            conn.webhook_events = list(WEBHOOK_EVENTS)
     elif old_key != key:
         # Another account or key: an old secret would verify nothing useful.
         conn.webhook_secret_encrypted = None
@@ -249,6 +263,7 @@ def disconnect(db: Session, app: App, settings: Settings, encryptor: Encryptor) 
     conn.webhook_endpoint_id = None
     conn.webhook_managed = False
     conn.webhook_configured_at = None
+    conn.webhook_events = None
     conn.permissions = {}
     conn.account_id = None
     conn.key_kind = None
@@ -331,6 +346,51 @@ def status(db: Session, app: App, settings: Settings) -> StripeStatus:
         ),
         setup=setup,
     )
+
+
+@dataclass(frozen=True)
+class StaleEndpoint:
+    """stayflow's own endpoint, asked for another list of events than WEBHOOK_EVENTS."""
+
+    endpoint_id: str
+    asked: list[str] | None
+
+
+def stale_endpoint(conn: BillingConnection | None) -> StaleEndpoint | None:
+    """The managed endpoint to bring up to date, if its list is not WEBHOOK_EVENTS.
+
+    Only an endpoint stayflow created (``webhook_managed``): one the business made and gave
+    the secret of is theirs to change (the status names the events it needs).
+    """
+    if conn is None or not conn.connected or not conn.webhook_managed:
+        return None
+    if not conn.webhook_endpoint_id or conn.webhook_events == WEBHOOK_EVENTS:
+        return None
+    return StaleEndpoint(conn.webhook_endpoint_id, conn.webhook_events)
+
+
+def update_endpoint_events(provider: BillingProvider, stale: StaleEndpoint) -> list[str] | None:
+    """One POST setting the endpoint's events to WEBHOOK_EVENTS; what Stripe now has, or None
+    when it refused (logged: the sync goes on, the next one tries again)."""
+    try:
+        endpoint = provider.update_webhook_endpoint(stale.endpoint_id, list(WEBHOOK_EVENTS))
+    except BillingError as exc:
+        log.warning(
+            "billing.stripe.webhook_endpoint_update_failed",
+            extra={"endpoint_id": stale.endpoint_id, "error": exc.message},
+        )
+        return None
+    return endpoint.enabled_events
+
+
+def record_endpoint_events(db: Session, app_pk: int, endpoint_id: str, events: list[str]) -> bool:
+    """Record the list the endpoint now has, if the connection still names that endpoint."""
+    conn = repository.get_connection_by_app_pk(db, app_pk)
+    if conn is None or conn.webhook_endpoint_id != endpoint_id or not conn.webhook_managed:
+        return False  # reconnected meanwhile: the new endpoint has its own list
+    conn.webhook_events = list(events)
+    log.info("billing.stripe.webhook_endpoint_updated", extra={"endpoint_id": endpoint_id})
+    return True
 
 
 def connected_key(encryptor: Encryptor, conn: BillingConnection | None) -> str | None:

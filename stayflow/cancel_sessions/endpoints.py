@@ -150,7 +150,15 @@ async def precancel(request: Request) -> JSONResponse:
         return JSONResponse(exc.to_body(), exc.status_code, headers=_cors_headers(origin, allowed))
     base_url = request.app.state.settings.base_url
     url = f"{base_url}/c/{token}"
-    payload = {"valid": True, "url": url, "message": url, "session_id": row["session_id"]}
+    payload: dict[str, Any] = {
+        "valid": True,
+        "url": url,
+        "message": url,
+        "session_id": row["session_id"],
+    }
+    if row["embed_origin"]:
+        secret_key = request.app.state.settings.secret_key
+        payload["embed_nonce"] = service.embed_nonce(secret_key, row["token_hash"])
     return JSONResponse(payload, headers=_cors_headers(origin, origin is not None))
 
 

@@ -44,6 +44,9 @@ class CancelSession(Base):
     # From the request, else the app's default; None: the flow ends on stayflow's result page.
     save_return_url: Mapped[str | None] = mapped_column(String(2048), default=None)
     cancel_confirmation_url: Mapped[str | None] = mapped_column(String(2048), default=None)
+    # The business page's origin when the snippet opened this session in a modal (checked
+    # against the app's allowed origins at precancel and again at every view); None: redirect.
+    embed_origin: Mapped[str | None] = mapped_column(String(255), default=None)
     experience_id: Mapped[str | None] = mapped_column(String(100), default=None)
     experiment_id: Mapped[str | None] = mapped_column(String(100), default=None)
     variant_id: Mapped[str | None] = mapped_column(String(100), default=None)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -60,6 +60,12 @@ class PrecancelRequest(BaseModel):
         "company_name, created_at (epoch seconds or milliseconds, or ISO 8601; stored as ISO).",
     )
     custom: dict[str, Any] = Field(default_factory=dict)
+    mode: Literal["redirect", "modal"] | None = Field(
+        default=None,
+        description="modal: the page will be framed by the calling page (its Origin, which "
+        "must be one of the app's allowed origins); the answer then carries embed_nonce. "
+        "Default: redirect.",
+    )
 
     @field_validator("subscription_id", mode="before")
     @classmethod
@@ -114,6 +120,11 @@ class PrecancelOk(BaseModel):
     url: str = Field(description="The hosted cancel page for this session.")
     message: str = Field(description="The same URL (Brightback's answer carries it here).")
     session_id: str
+    embed_nonce: str | None = Field(
+        default=None,
+        description="mode modal only: the secret the framed page and the calling page put in "
+        "every message they exchange (postMessage).",
+    )
 
 
 class PrecancelError(BaseModel):

@@ -120,6 +120,22 @@ def csrf_token(secret_key: str, cs: CancelSession) -> str:
     return hmac.new(secret_key.encode(), message, hashlib.sha256).hexdigest()
 
 
+def embed_nonce(secret_key: str, cs_token_hash: str) -> str:
+    """The per-session secret of a modal's messages (postMessage), derived like the CSRF token:
+    the calling page gets it from precancel's answer, the framed page from the server."""
+    message = f"embed\x1f{cs_token_hash}".encode()
+    return hmac.new(secret_key.encode(), message, hashlib.sha256).hexdigest()[:32]
+
+
+def embed_origin(cs: CancelSession, settings: CancelFlowSettings) -> str | None:
+    """The origin that may frame this session's page: the one that opened it in a modal,
+    while it is still among the app's allowed origins; None: the page is never framed."""
+    origin = cs.embed_origin
+    if origin and origin in settings.allowed_origins:
+        return origin
+    return None
+
+
 def csrf_valid(secret_key: str, cs: CancelSession, given: str | None) -> bool:
     if not given:
         return False
@@ -180,7 +196,10 @@ def prepare_session(
         if not isinstance(url, str) or not settings.redirect_allowed(url):
             raise RedirectNotAllowed(f"{name} is not on the app's allowed redirect domains")
     # The body's size is capped before parsing, which bounds the stored fields too.
-    fields = request.model_dump(exclude={"auth_hash", "signed_fields"}, exclude_none=True)
+    fields = request.model_dump(exclude={"auth_hash", "signed_fields", "mode"}, exclude_none=True)
+    # A modal needs the calling page's origin (a browser always sends it on this
+    # cross-origin POST); already checked against the allowed origins above.
+    embed = origin.rstrip("/").lower() if request.mode == "modal" and origin else None
     # One read of the OS's randomness for both: the page token and the public id.
     random = random_bytes(TOKEN_BYTES + 12)
     token = base64.urlsafe_b64encode(random[:TOKEN_BYTES]).rstrip(b"=").decode()
@@ -196,6 +215,7 @@ def prepare_session(
         "locale": request.locale,
         "save_return_url": urls["save_return_url"],
         "cancel_confirmation_url": urls["cancel_confirmation_url"],
+        "embed_origin": embed,
         "flow": {},
         "offers_shown": [],
         "created_at": now,

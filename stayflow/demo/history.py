@@ -134,10 +134,12 @@ def play(
     stop: threading.Event,
     progress: Callable[[int, int], None],
     settle: Callable[[], None],
+    played_through: int = -1,
 ) -> int:
     """Play from the sandbox's current time to ``end``; returns the sessions played.
 
-    ``progress(day, sessions)`` is called after each day; ``settle()`` before the clock
+    ``progress(day, sessions)`` is called after each day (a restart passes the last one as
+    ``played_through``, whose day is then not played twice); ``settle()`` before the clock
     moves (stayflow's jobs done, so no job runs across a day's jump). Bounded: one pass a
     day, at most ``(end - start) / DAY + 1``.
     """
@@ -151,6 +153,9 @@ def play(
             if stop.is_set() or now >= end:
                 break
             day = (now - start) // DAY
+            if day <= played_through:  # played before a restart; only the clock had to move
+                sandbox.advance(min(DAY, end - now))
+                continue
             rng = random.Random(f"stayflow-demo-{day}")
             signups = FIRST_CUSTOMERS if day == 0 else rng.randint(2, 5)
             for n in range(signups):

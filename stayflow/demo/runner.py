@@ -87,7 +87,11 @@ class Demo:
         if not self.state.seeded:
             self._seed(settings)
         self._site = Site(lambda: self.state, self.progress)
-        self._site.start(self.state.site_port)
+        try:
+            self._site.start(self.state.site_port)
+        except OSError as exc:
+            self._site = None
+            raise DemoError(f"cannot serve the site on port {self.state.site_port}: {exc}") from exc
         if not self.state.history_done:
             self._spawn(self._history, "stayflow-demo-history")
 
@@ -154,13 +158,13 @@ class Demo:
         )
         self._server = uvicorn.Server(config)
         thread = threading.Thread(target=self._server.run, name="stayflow-demo-web", daemon=True)
+        self._web_thread = thread
         thread.start()
         deadline = time.monotonic() + 60
         while not self._server.started:
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise DemoError(f"stayflow did not start on port {self.state.port}")
             time.sleep(0.05)
-        self._web_thread = thread
 
     def _seed(self, settings: Any) -> None:
         """The demo app, its admin user, its Stripe connection, settings, flows and catalog."""
@@ -249,6 +253,7 @@ class Demo:
 
         def progress(day: int, sessions: int) -> None:
             self.day = day
+            self.state.history_day = day
             self.state.sessions_played = base + sessions
             demo_state.save(self.folder, self.state)
 
@@ -261,6 +266,7 @@ class Demo:
                 stop=self.stop_event,
                 progress=progress,
                 settle=self._settle,
+                played_through=self.state.history_day,
             )
             if self.stop_event.is_set():
                 return

@@ -49,6 +49,7 @@ class DemoState:
     history_start: int = 0
     history_end: int = 0
     history_done: bool = False
+    history_day: int = -1  # the last day played to its end
     sessions_played: int = 0
     customers: list[SiteCustomer] = field(default_factory=list)
 

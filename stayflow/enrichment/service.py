@@ -351,3 +351,49 @@ def source_fields(
             raise BillingUnavailable("Stripe did not answer in time; try again")
         raise BillingError(f"cannot read the subscription from Stripe ({reason})")
     return found.source, flatten_subscription(found.subscription, keep_nulls=True)
+
+
+# --- samples for the admin's preview (the mirror only: never a Stripe call) ---------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    subscription_id: str
+    customer_id: str
+    status: str
+    email: str | None
+
+
+def sample_subscriptions(db: Session, app_pk: int, *, limit: int = 50) -> list[Sample]:
+    """Mirrored subscriptions to preview the cancel page as (most recently synced first)."""
+    samples = []
+    for row in mirror_repository.list_subscriptions(db, app_pk, limit=limit):
+        customer = mirror_repository.get_customer(db, app_pk, row.customer_id)
+        email = customer.raw.get("email") if customer is not None else None
+        samples.append(
+            Sample(row.subscription_id, row.customer_id, row.status, email if email else None)
+        )
+    return samples
+
+
+def mirrored_fields(
+    db: Session,
+    app_pk: int,
+    subscription_id: str,
+    *,
+    request_fields: Mapping[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """What enrichment would add for this subscription, read from the mirror however old
+    (None when it is not mirrored). For previews: no Stripe call, nothing written."""
+    row = mirror_repository.get_subscription(db, app_pk, subscription_id)
+    if row is None:
+        return None
+    fields: dict[str, Any] = dict(
+        flatten_subscription(subscription_from(mirror_service.assemble(db, row)))
+    )
+    mappings = repository.list_mappings(db, app_pk)
+    if mappings:
+        sources = {**flatten_mapping(dict(request_fields or {})), **fields}
+        fields.update(apply_mappings(mappings, sources).values)
+    fields["enrichment.source"] = "mirror"
+    return fields

@@ -31,6 +31,12 @@ def emit_event(
     event = Event(app_pk=app_pk, type=type_, data=data, created_at=at or utcnow())
     db.add(event)
     db.flush()
+    session_id = data.get("session_id")
+    if isinstance(session_id, str):
+        # Every change to a session's figures writes an event: the reports recount it.
+        from stayflow.reports.service import mark_dirty
+
+        mark_dirty(db, app_pk, [session_id])
     if fan_out:
         from stayflow.webhooks import fanout
 

@@ -37,6 +37,8 @@ class FlowSnapshot(BaseModel):
     reasons: list[Reason]
     offers: list[Offer] = Field(default_factory=list)
     builtin_reasons: bool = False
+    # A holdout variant: no offers and no questions, straight to the cancel confirmation.
+    holdout: bool = False
 
 
 def variant_bucket(app_id: str, experiment_id: str, subscription_id: str, total: int) -> int:
@@ -72,6 +74,7 @@ def choose(
     experience: Experience | None = None
     experiment_id: str | None = None
     variant_id: str | None = None
+    holdout = False
     for experiment in doc.experiments:
         if not experiment.active or not _in_audience(doc, experiment.audience, fields, now):
             continue
@@ -79,11 +82,13 @@ def choose(
         point = variant_bucket(app_id, experiment.id, subscription_id, total)
         for variant in experiment.variants:
             if point < variant.weight:
-                experience = experiences[variant.experience]
                 experiment_id, variant_id = experiment.id, variant.name
+                holdout = variant.holdout
+                if variant.experience is not None:
+                    experience = experiences[variant.experience]
                 break
             point -= variant.weight
-        if experience is not None:
+        if experiment_id is not None:
             break
     if experience is None:
         for candidate in doc.experiences:
@@ -107,6 +112,9 @@ def choose(
         for oid in experience.offers
         if oid in offers_by_id and _in_audience(doc, offers_by_id[oid].audience, fields, now)
     ]
+    if holdout:
+        # The holdout's copy and branding are the experience it would otherwise get.
+        reasons, offers = [], []
     return FlowSnapshot(
         experience=experience,
         experiment_id=experiment_id,
@@ -114,6 +122,7 @@ def choose(
         reasons=reasons,
         offers=offers,
         builtin_reasons=builtin,
+        holdout=holdout,
     )
 
 

@@ -137,13 +137,28 @@ class Experience(ExperienceCopy):
 
 
 class Variant(_Strict):
-    id: Identifier | None = Field(default=None, description="Defaults to the experience id.")
-    experience: Identifier
+    id: Identifier | None = Field(
+        default=None, description='Defaults to the experience id ("holdout" for a holdout).'
+    )
+    experience: Identifier | None = Field(
+        default=None, description="The experience shown; required unless the variant is a holdout."
+    )
     weight: int = Field(default=1, ge=0, le=1_000_000)
+    holdout: bool = Field(
+        default=False,
+        description="No offers and no questions: straight to the cancel confirmation, so "
+        "the report can measure what the flow itself saves.",
+    )
+
+    @model_validator(mode="after")
+    def _experience(self) -> Variant:
+        if self.experience is None and not self.holdout:
+            raise ValueError("a variant needs an experience (or holdout: true)")
+        return self
 
     @property
     def name(self) -> str:
-        return self.id or self.experience
+        return self.id or self.experience or "holdout"
 
 
 class Experiment(_Strict):
@@ -202,6 +217,8 @@ class FlowsDocument(_Strict):
             need("audiences", experiment.audience, f"experiment {experiment.id!r}")
             for variant in experiment.variants:
                 need("experiences", variant.experience, f"experiment {experiment.id!r}")
+            if sum(1 for v in experiment.variants if v.holdout) > 1:
+                raise ValueError(f"experiment {experiment.id!r}: at most one holdout variant")
         if self.experiences and all(e.audience is not None for e in self.experiences):
             raise ValueError(
                 "experiences: one experience must have no audience; it is the default "

@@ -24,6 +24,7 @@ HANDLER_MODULES: list[str] = [
     "stayflow.billing.actions.tasks",
     "stayflow.attribution.tasks",
     "stayflow.webhooks.tasks",
+    "stayflow.reports.tasks",
 ]
 
 

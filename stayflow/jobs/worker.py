@@ -483,7 +483,11 @@ class Worker(JobExecutor):
                 continue  # there may be more due: claim again when a thread is free
             with self._lane_wake:
                 if not self._lane_kicked and not self._stop.is_set():
-                    self._lane_wake.wait(self.poll_interval)
+                    # Idle, the lane asks the database half as often as the slots together
+                    # (on SQLite each ask takes the write lock): new work enqueued in this
+                    # process wakes it at once; another process's, and retries coming due,
+                    # wait at most twice the poll interval.
+                    self._lane_wake.wait(self.poll_interval * 2)
 
     def _lane_start(self, job: ClaimedJob) -> None:
         thread = threading.Thread(

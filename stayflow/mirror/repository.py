@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -10,7 +11,9 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    func,
     literal,
+    literal_column,
     or_,
     select,
     update,
@@ -317,6 +320,56 @@ def upsert_product(db: Session, app_pk: int, raw: dict[str, Any], *, version: in
     return upsert_products(db, [product_values(app_pk, raw, version=version)]) > 0
 
 
+def customer_raws(db: Session, app_pk: int, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Per stored customer id: its raw object, read 500 ids a query."""
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(sorted(set(customer_ids))):
+        for customer_id, raw in db.execute(
+            select(MirrorCustomer.customer_id, MirrorCustomer.raw).where(
+                MirrorCustomer.app_pk == app_pk, MirrorCustomer.customer_id.in_(chunk)
+            )
+        ).all():
+            found[customer_id] = raw
+    return found
+
+
+def get_customers(db: Session, app_pk: int, customer_ids: list[str]) -> dict[str, MirrorCustomer]:
+    found: dict[str, MirrorCustomer] = {}
+    for chunk in _chunks(sorted(set(customer_ids))):
+        for row in db.scalars(
+            select(MirrorCustomer)
+            .where(MirrorCustomer.app_pk == app_pk, MirrorCustomer.customer_id.in_(chunk))
+            .execution_options(populate_existing=True)
+        ).all():
+            found[row.customer_id] = row
+    return found
+
+
+def customers_naming_coupons(db: Session, app_pk: int, limit: int) -> dict[str, str]:
+    """Customers whose discount names its coupon only by id: customer id -> coupon id.
+
+    The JSON test runs in the database (a scan of the app's customers, no rows brought over).
+    """
+    path: Any
+    condition: Any
+    if db.get_bind().dialect.name == "postgresql":
+        # An untyped literal: PostgreSQL reads it as the text[] path the operators take.
+        where: Any = literal_column("'{discount,source,coupon}'")
+        path = MirrorCustomer.raw.op("#>>")(where)
+        named = func.jsonb_typeof(MirrorCustomer.raw.op("#>")(where))
+        condition = named == "string"
+    else:
+        path = func.json_extract(MirrorCustomer.raw, "$.discount.source.coupon")
+        condition = func.json_type(MirrorCustomer.raw, "$.discount.source.coupon") == "text"
+    rows = db.execute(
+        select(MirrorCustomer.customer_id, path)
+        .where(MirrorCustomer.app_pk == app_pk, condition)
+        .order_by(MirrorCustomer.customer_id)
+        .limit(limit)
+    ).all()
+    return {customer_id: str(coupon) for customer_id, coupon in rows}
+
+
 def get_subscription(db: Session, app_pk: int, subscription_id: str) -> MirrorSubscription | None:
     return db.scalar(
         select(MirrorSubscription)
@@ -365,3 +418,13 @@ def get_backfill(db: Session, app_pk: int) -> MirrorBackfill | None:
         .where(MirrorBackfill.app_pk == app_pk)
         .execution_options(populate_existing=True)
     )
+
+
+def list_subscriptions(db: Session, app_pk: int, *, limit: int) -> Sequence[MirrorSubscription]:
+    """The app's mirrored subscriptions, most recently synced first."""
+    return db.scalars(
+        select(MirrorSubscription)
+        .where(MirrorSubscription.app_pk == app_pk)
+        .order_by(MirrorSubscription.synced_at.desc(), MirrorSubscription.id.desc())
+        .limit(limit)
+    ).all()

@@ -42,6 +42,11 @@ SUBSCRIPTION_EVENTS = frozenset(
     }
 )
 CUSTOMER_EVENTS = frozenset({"customer.created", "customer.updated"})
+# A customer-level discount (its ``subscription`` is null) changes the customer's row; one of a
+# subscription comes with that subscription's own event.
+CUSTOMER_DISCOUNT_EVENTS = frozenset(
+    {"customer.discount.created", "customer.discount.updated", "customer.discount.deleted"}
+)
 PRODUCT_EVENTS = frozenset({"product.created", "product.updated"})
 INVOICE_EVENTS = frozenset({"invoice.paid", "invoice.payment_failed"})
 # Pages one backfill job stores before it hands over to the next (each job one transaction).
@@ -152,9 +157,127 @@ def store_subscriptions(
         subscriptions[str(stripped["id"])] = repository.subscription_values(
             app_pk, stripped, version=version, source=source
         )
-    repository.upsert_customers(db, customers)
+    store_customer_rows(db, app_pk, customers)
     repository.upsert_products(db, products)
     return repository.upsert_subscriptions(db, list(subscriptions.values()))
+
+
+# --- customers and their discounts --------------------------------------------------------
+
+
+def discount_coupon_id(discount: Any) -> str | None:
+    """The id of the coupon a discount names only by id (current API: ``source.coupon``)."""
+    if not isinstance(discount, dict):
+        return None
+    source = discount.get("source")
+    coupon = source.get("coupon") if isinstance(source, dict) else None
+    return coupon if isinstance(coupon, str) and coupon else None
+
+
+def expanded_coupon(discount: Any) -> dict[str, Any] | None:
+    source = discount.get("source") if isinstance(discount, dict) else None
+    coupon = source.get("coupon") if isinstance(source, dict) else None
+    return coupon if isinstance(coupon, dict) and coupon.get("id") else None
+
+
+def with_coupon(discount: dict[str, Any], coupon: dict[str, Any]) -> dict[str, Any]:
+    """The discount with its coupon expanded (a copy)."""
+    source = discount.get("source")
+    return {
+        **discount,
+        "source": {**(source if isinstance(source, dict) else {}), "coupon": coupon},
+    }
+
+
+def _carry_coupon(raw: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+    """Put back the coupon a stored copy of the customer had expanded (same coupon id)."""
+    wanted = discount_coupon_id(raw.get("discount"))
+    known = expanded_coupon((previous or {}).get("discount"))
+    if wanted and known is not None and known["id"] == wanted:
+        return {**raw, "discount": with_coupon(raw["discount"], known)}
+    return raw
+
+
+def store_customer_rows(db: Session, app_pk: int, rows: list[dict[str, Any]]) -> int:
+    """Store customers (``repository.customer_values`` rows), keeping the coupons the mirror
+    already expanded (lists, events and expanded subscriptions name it only by id)."""
+    named = [str(r["customer_id"]) for r in rows if discount_coupon_id(r["raw"].get("discount"))]
+    if named:
+        previous = repository.customer_raws(db, app_pk, named)
+        for row in rows:
+            if row["customer_id"] in previous:
+                row["raw"] = _carry_coupon(row["raw"], previous[row["customer_id"]])
+    return repository.upsert_customers(db, rows)
+
+
+def store_customer(db: Session, app_pk: int, raw: dict[str, Any], *, version: int) -> bool:
+    return (
+        store_customer_rows(db, app_pk, [repository.customer_values(app_pk, raw, version=version)])
+        > 0
+    )
+
+
+def is_customer_discount(discount: dict[str, Any]) -> bool:
+    """A discount on the customer itself (not a subscription's, item's or invoice's)."""
+    return (
+        bool(object_id(discount.get("customer")))
+        and not discount.get("subscription")
+        and not discount.get("subscription_item")
+        and not discount.get("invoice")
+    )
+
+
+def apply_customer_discount(
+    db: Session,
+    app_pk: int,
+    event_type: str,
+    discount: dict[str, Any],
+    *,
+    version: int,
+    coupons: dict[str, dict[str, Any]] | None = None,
+) -> str:
+    """A ``customer.discount.*`` event on the mirrored customer: ``applied``, ``stale`` (the
+    row is newer) or ``unknown_customer`` (not mirrored: nothing to change).
+
+    ``coupons`` (already read, by id) expands the discount's coupon; else the row's own copy
+    when it is the same coupon. A deleted discount is taken off only if it is the one the row
+    shows (or the row shows none).
+    """
+    customer_id = object_id(discount.get("customer")) or ""
+    row = repository.get_customer(db, app_pk, customer_id)
+    if row is None:
+        return "unknown_customer"
+    if row.version > version:
+        return "stale"
+    current = row.raw.get("discount")
+    if event_type == "customer.discount.deleted":
+        gone = not isinstance(current, dict) or current.get("id") in (None, discount.get("id"))
+        new: Any = None if gone else current
+    else:
+        new = discount
+        coupon_id = discount_coupon_id(discount)
+        if coupon_id and coupons and coupon_id in coupons:
+            new = with_coupon(discount, coupons[coupon_id])
+        elif coupon_id:
+            new = _carry_coupon({"discount": discount}, row.raw)["discount"]
+    raw = {**row.raw, "discount": new}
+    repository.upsert_customers(db, [repository.customer_values(app_pk, raw, version=version)])
+    return "applied"
+
+
+def expand_customer_coupons(
+    db: Session, app_pk: int, customer_ids: list[str], coupons: dict[str, dict[str, Any]]
+) -> int:
+    """Write the coupons read (by id) into the discounts of these customers that name them only
+    by id; their version stays (nothing newer was learnt), ``synced_at`` moves (re-judged)."""
+    rows = []
+    for row in repository.get_customers(db, app_pk, customer_ids).values():
+        coupon_id = discount_coupon_id(row.raw.get("discount"))
+        if coupon_id and coupon_id in coupons:
+            discount = with_coupon(row.raw["discount"], coupons[coupon_id])
+            expanded = {**row.raw, "discount": discount}
+            rows.append(repository.customer_values(app_pk, expanded, version=row.version))
+    return repository.upsert_customers(db, rows)
 
 
 def store_subscription(
@@ -348,8 +471,14 @@ def apply_event(db: Session, app_pk: int, event_pk: int) -> str:
                     request_refresh(db, app_pk, str(obj["id"]), reason=f"tie:{event.event_id}")
                     outcome = "tie_refresh"
         elif event.type in CUSTOMER_EVENTS:
-            applied = repository.upsert_customer(db, app_pk, obj, version=event.stripe_created)
+            applied = store_customer(db, app_pk, obj, version=event.stripe_created)
             outcome = "applied" if applied else "stale"
+        elif event.type in CUSTOMER_DISCOUNT_EVENTS and is_customer_discount(obj):
+            # A coupon named only by id is read by the next attribution sync (no Stripe call
+            # here); a customer the mirror lacks is retrieved there if a watch needs it.
+            outcome = apply_customer_discount(
+                db, app_pk, event.type, obj, version=event.stripe_created
+            )
         elif event.type in PRODUCT_EVENTS:
             applied = repository.upsert_product(db, app_pk, obj, version=event.stripe_created)
             outcome = "applied" if applied else "stale"

@@ -77,6 +77,7 @@ ROUTE_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/c/{token}"): (404, 410),
     ("get", "/api/v1/cancel-sessions"): (404,),
     ("post", "/stripe/webhooks/{app_id}"): (404,),
+    ("post", "/api/v1/reports/experiments/{experiment_id}/end"): (409,),
 }
 
 _METHODS = ("get", "put", "post", "delete", "patch", "options", "head")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
+from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -19,6 +21,8 @@ from pydantic import ValidationError
 from stayflow.billing.actions import inline as billing_inline
 from stayflow.billing.actions import service as billing_service
 from stayflow.cancel_sessions import service as sessions
+from stayflow.cancel_sessions.models import REDIRECTED
+from stayflow.cancel_sessions.settings import read as read_settings
 from stayflow.db import utcnow
 from stayflow.deps import DB, SettingsDep
 from stayflow.errors import BadRequest, Forbidden, StayflowError
@@ -29,6 +33,7 @@ from stayflow.page.schemas import ActionBody, ActionResultOut, PageModel, Result
 from stayflow.webhooks import passthru
 
 router = APIRouter(tags=["cancel page"])
+FRAME_SCRIPT = Path(__file__).parent / "static" / "frame.js"
 
 MAX_ACTION_BYTES = 16_384
 TOKEN_PATH = Annotated[str, "the page token from the precancel URL"]
@@ -86,22 +91,64 @@ async def action_body(request: Request) -> ActionBody:
 Body = Annotated[ActionBody, Depends(action_body)]
 
 
-def _security_headers(nonce: str, form_targets: list[str]) -> dict[str, str]:
+def _security_headers(
+    nonce: str, form_targets: list[str], frame_origin: str | None = None
+) -> dict[str, str]:
+    """The page's CSP. Framed only by the page that opened it in a modal (``frame_origin``,
+    one of the app's allowed origins); then its one script (the frame's messages) runs."""
     origins = sorted({_origin(u) for u in form_targets if _origin(u)})
     if any(u.startswith("mailto:") for u in form_targets):
         origins.append("mailto:")
-    return {
+    script = f"script-src 'nonce-{nonce}'; " if frame_origin else ""
+    ancestors = frame_origin or "'none'"
+    headers = {
         "Content-Security-Policy": (
             "default-src 'none'; "
-            f"style-src 'nonce-{nonce}'; img-src data:; "
+            f"{script}style-src 'nonce-{nonce}'; img-src data:; "
             f"form-action 'self' {' '.join(origins)}; "
-            "base-uri 'none'; frame-ancestors 'none'"
+            f"base-uri 'none'; frame-ancestors {ancestors}"
         ).replace("  ", " "),
         "Cache-Control": "no-store",
         "Referrer-Policy": "no-referrer",
         "X-Content-Type-Options": "nosniff",
-        "X-Frame-Options": "DENY",
     }
+    if not frame_origin:
+        headers["X-Frame-Options"] = "DENY"
+    return headers
+
+
+def _embed(
+    request: Request, state: page_service.PageState | None, step: str
+) -> rendering.Embed | None:
+    """What the framed page's script needs, when this session's page may be framed."""
+    if state is None:
+        return None
+    origin = sessions.embed_origin(state.cs, state.settings)
+    if origin is None:
+        return None
+    secret_key = request.app.state.settings.secret_key
+    return rendering.Embed(
+        origin=origin,
+        nonce=sessions.embed_nonce(secret_key, state.cs.token_hash),
+        session_id=state.cs.session_id,
+        step=step,
+    )
+
+
+def _cors_headers(request: Request, state: page_service.PageState | None) -> dict[str, str]:
+    """CORS for the JSON API: a headless client on one of the app's allowed origins."""
+    origin = request.headers.get("origin")
+    headers = {"Vary": "Origin"}
+    allowed = state.settings.allowed_origins if state is not None else []
+    if origin and origin.rstrip("/").lower() in allowed:
+        headers["Access-Control-Allow-Origin"] = origin
+    return headers
+
+
+def _json_error(
+    request: Request, exc: StayflowError, state: page_service.PageState | None
+) -> JSONResponse:
+    return JSONResponse(exc.to_body(), exc.status_code, headers=_cors_headers(request, state))
 
 
 def _origin(url: str | None) -> str:
@@ -138,11 +185,22 @@ def _page(
 
 
 def _html_page(
-    state: page_service.PageState, page: PageModel, *, error: str | None = None, status: int = 200
+    request: Request,
+    state: page_service.PageState,
+    page: PageModel,
+    *,
+    error: str | None = None,
+    status: int = 200,
 ) -> HTMLResponse:
     nonce = secrets.token_urlsafe(16)
-    body = rendering.render_page(page, state.gettext, state.ngettext, nonce=nonce, error=error)
-    return HTMLResponse(body, status, headers=_security_headers(nonce, _targets(state)))
+    embed = _embed(request, state, page.step)
+    body = rendering.render_page(
+        page, state.gettext, state.ngettext, nonce=nonce, error=error, embed=embed
+    )
+    frame_origin = embed.origin if embed else None
+    return HTMLResponse(
+        body, status, headers=_security_headers(nonce, _targets(state), frame_origin)
+    )
 
 
 def _html_message(
@@ -153,13 +211,17 @@ def _html_message(
     *,
     locale: str | None = None,
     link: tuple[str, str] | None = None,
+    state: page_service.PageState | None = None,
 ) -> HTMLResponse:
     locale = locale or i18n.negotiate(None, request.headers.get("accept-language"))
     nonce = secrets.token_urlsafe(16)
+    # In a modal the message shows in the frame (its link opens in the top window).
+    embed = _embed(request, state, "message")
     body = rendering.render_message(
-        locale, nonce=nonce, heading=heading, message=message, link=link
+        locale, nonce=nonce, heading=heading, message=message, link=link, embed=embed
     )
-    return HTMLResponse(body, status, headers=_security_headers(nonce, []))
+    frame_origin = embed.origin if embed else None
+    return HTMLResponse(body, status, headers=_security_headers(nonce, [], frame_origin))
 
 
 def _html_result(
@@ -172,14 +234,44 @@ def _html_result(
         state.result = result_of(request, state)
     destination = sessions.destination(state.cs, state.snap)
     nonce = secrets.token_urlsafe(16)
+    embed = _embed(request, state, "finished")
+    if embed is not None:
+        # In a modal the host page gets the outcome (stayflow:complete) and decides; the
+        # URL the subscriber goes on to is the pass-thru URL when the business set one.
+        next_url = (
+            passthru.destination_for(
+                state.cs,
+                state.app,
+                state.settings,
+                request.app.state.encryptor,
+                destination or "",
+                utcnow(),
+            )
+            or None
+        )
+        embed.complete = rendering.Completion(
+            outcome=state.cs.outcome,
+            offer_id=state.cs.offer_accepted_id,
+            session_id=state.cs.session_id,
+            result=state.result.model_dump(mode="json"),
+            next_url=next_url,
+            # Leave the business's page only where the subscriber must go on: a pass-thru
+            # URL (the business acts on its token) or an offer that is a link elsewhere.
+            navigate=bool(next_url) and (next_url != destination or state.cs.outcome == REDIRECTED),
+        )
+        destination = next_url
     body = rendering.render_result(
         state.locale,
         nonce=nonce,
         result=state.result,
         link=(gettext("Continue"), destination) if destination else None,
         brand=page_service.branding(state.snap),
+        embed=embed,
     )
-    return HTMLResponse(body, status, headers=_security_headers(nonce, [destination or ""]))
+    frame_origin = embed.origin if embed else None
+    return HTMLResponse(
+        body, status, headers=_security_headers(nonce, [destination or ""], frame_origin)
+    )
 
 
 def result_of(request: Request, state: page_service.PageState) -> ResultOut:
@@ -209,6 +301,7 @@ def _html_problem(
             ),
             locale=locale,
             link=back,
+            state=state,
         )
     if isinstance(exc, sessions.SessionFinished) and state is not None:
         return _html_result(request, state, 409)
@@ -219,6 +312,7 @@ def _html_problem(
             gettext("This page is out of date"),
             gettext("Please reload the page and try again."),
             locale=locale,
+            state=state,
         )
     return _html_message(
         request,
@@ -228,6 +322,7 @@ def _html_problem(
             "We could not find this cancel request. Please go back to your account and try again."
         ),
         locale=locale,
+        state=state,
     )
 
 
@@ -261,12 +356,14 @@ def show_page(
         return _html_problem(request, exc, None)
     page = _page(request, state, settings.secret_key, step)
     if as_json:
-        return JSONResponse(page.model_dump(mode="json", by_alias=True))
+        return JSONResponse(
+            page.model_dump(mode="json", by_alias=True), headers=_cors_headers(request, state)
+        )
     if page.step == "expired":
         return _html_problem(request, sessions.SessionExpired("expired"), state)
     if page.step == "finished":
         return _html_result(request, state)
-    return _html_page(state, page)
+    return _html_page(request, state, page)
 
 
 def _run_action(
@@ -302,13 +399,17 @@ def _run_action(
                 db, state.cs, state.snap, state.settings, body.reason_id, body.comment, now
             )
     except (sessions.ReasonRequired, sessions.UnknownChoice, BadRequest) as exc:
-        if as_json or state is None:
+        if as_json:
+            return _json_error(request, exc, state)
+        if state is None:
             raise
         page = _page(request, state, secret_key)
-        return _html_page(state, page, error=state.gettext(_friendly(exc)), status=exc.status_code)
+        return _html_page(
+            request, state, page, error=state.gettext(_friendly(exc)), status=exc.status_code
+        )
     except StayflowError as exc:
         if as_json:
-            raise
+            return _json_error(request, exc, state)
         return _html_problem(request, exc, state)
     # Nowhere to send the subscriber (no URL from the request or the app): the finished
     # page of this session is stayflow's result page.
@@ -362,14 +463,16 @@ def _run_action(
             billing=billing,
             page=page,
         )
-        return JSONResponse(out.model_dump(mode="json", by_alias=True))
+        return JSONResponse(
+            out.model_dump(mode="json", by_alias=True), headers=_cors_headers(request, state)
+        )
     if refused:
         page = _page(request, state, secret_key)
         message = state.gettext(
             "Sorry, this offer is no longer available. Please choose another option, or "
             "cancel if you prefer."
         )
-        return _html_page(state, page, error=message, status=200)
+        return _html_page(request, state, page, error=message, status=200)
     if result is None:
         return RedirectResponse(f"/c/{token}", status_code=303)
     if billing in ("processing", "failed", "refused"):
@@ -377,8 +480,9 @@ def _run_action(
         # business is told it failed). Say what will happen, with no button that could
         # send it twice, and let the subscriber go on.
         return _html_result(request, state)
-    if not result.redirect_url:
+    if not result.redirect_url or _embed(request, state, "finished") is not None:
         # No business page to go back to: the last step is ours (/c/{token}, finished).
+        # In a modal too: the framed result page tells the host page the outcome.
         return RedirectResponse(f"/c/{token}", status_code=303)
     return RedirectResponse(result.redirect_url, status_code=303)
 
@@ -441,3 +545,64 @@ def post_cancel(
     token: TOKEN_PATH, request: Request, db: DB, settings: SettingsDep, body: Body
 ) -> Response:
     return _run_action("cancel", token, request, db, settings.secret_key, body)
+
+
+_PREFLIGHT_HEADERS = "Accept, Accept-Language, Content-Type, X-CSRF-Token"
+
+
+def _preflight(request: Request, db: DB, token: str, methods: str) -> Response:
+    """CORS preflight for the JSON API: allowed for the session's app's allowed origins.
+
+    Reads the session only (no flow assignment, no enrichment): an OPTIONS request must not
+    change anything.
+    """
+    origin = request.headers.get("origin")
+    headers = {"Vary": "Origin, Access-Control-Request-Headers"}
+    allowed = False
+    if origin:
+        try:
+            cs = sessions.find_by_token(db, token)
+        except sessions.SessionNotFound:
+            cs = None
+        if cs is not None:
+            settings = read_settings(sessions.app_of(db, cs))
+            allowed = origin.rstrip("/").lower() in settings.allowed_origins
+    if allowed and origin:
+        headers.update(
+            {
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Methods": methods,
+                "Access-Control-Allow-Headers": _PREFLIGHT_HEADERS,
+                "Access-Control-Max-Age": "600",
+            }
+        )
+    return Response(status_code=204, headers=headers)
+
+
+@router.options("/c/{token}", include_in_schema=False)
+def preflight_page(token: TOKEN_PATH, request: Request, db: DB) -> Response:
+    return _preflight(request, db, token, "GET")
+
+
+@router.options("/c/{token}/{action}", include_in_schema=False)
+def preflight_action(token: TOKEN_PATH, action: str, request: Request, db: DB) -> Response:
+    return _preflight(request, db, token, "POST")
+
+
+@lru_cache(maxsize=1)
+def _frame_script() -> str:
+    return FRAME_SCRIPT.read_text(encoding="utf-8")
+
+
+@router.get(
+    "/js/stayflow-frame.js",
+    summary="The framed cancel page's script (a modal's messages to the page that framed it)",
+    response_class=Response,
+    responses={200: {"content": {"application/javascript": {}}}},
+)
+def frame_script() -> Response:
+    return Response(
+        _frame_script(),
+        media_type="application/javascript; charset=utf-8",
+        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )

@@ -261,7 +261,12 @@ def customer_create(em: Emulator, ctx: Ctx, p: Params) -> Obj:
 
 def _set_discount(em: Emulator, ctx: Ctx, customer: Obj, p: Params) -> None:
     """``coupon`` / ``promotion_code`` (API versions before 2025-03-31): the customer's
-    discount, which applies to invoices of its subscriptions that have none of their own."""
+    discount, which applies to invoices of its subscriptions that have none of their own.
+
+    Events as Stripe sends them: ``customer.discount.created`` for a first discount,
+    ``customer.discount.deleted`` when ``""`` clears it, and a single
+    ``customer.discount.updated`` (the new discount, the old values in ``previous_attributes``)
+    when one coupon replaces another; the caller's ``customer.updated`` follows."""
     from stayflow.sandbox import subscription_billing as sb
 
     for name in ("coupon", "promotion_code"):
@@ -274,9 +279,11 @@ def _set_discount(em: Emulator, ctx: Ctx, customer: Obj, p: Params) -> None:
                 "2025-02-24.acacia or earlier to set a customer-level discount)"
             )
             raise err
-        if customer["discount"] is not None:
-            sb.remove_customer_discount(em, ctx, customer)
+        old = customer["discount"]
         if p[name] == "":
+            if old is not None:
+                customer["discount"] = None
+                em.emit(ctx, "customer.discount.deleted", old)
             continue
         discount = sb.make_discount(
             em,
@@ -286,8 +293,16 @@ def _set_discount(em: Emulator, ctx: Ctx, customer: Obj, p: Params) -> None:
             customer_id=customer["id"],
             currency=customer["currency"],
             subscription_id=None,
+            announce=old is None,
         )
         customer["discount"] = em.render("discounts", discount)
+        if old is not None:
+            em.emit(
+                ctx,
+                "customer.discount.updated",
+                customer["discount"],
+                diff(old, customer["discount"]),
+            )
 
 
 def delete_discount(em: Emulator, ctx: Ctx, p: Params, cus_id: str) -> Obj:

@@ -238,9 +238,11 @@ def make_discount(
     customer_id: str,
     currency: str | None,
     subscription_id: str | None,
+    announce: bool = True,
 ) -> Obj:
     """A discount from ``{coupon}`` / ``{promotion_code}`` / ``{discount}`` (``param`` names the
-    spec in errors); for a subscription, or for the customer when ``subscription_id`` is None."""
+    spec in errors); for a subscription, or for the customer when ``subscription_id`` is None.
+    ``announce=False``: the caller emits the event (a switch is ``customer.discount.updated``)."""
     keys = [k for k in ("coupon", "promotion_code", "discount") if k in spec]
     if len(keys) != 1:
         raise invalid(
@@ -311,7 +313,8 @@ def make_discount(
         "_coupon": dict(coupon),
     }
     em.insert("discounts", created)
-    em.emit(ctx, "customer.discount.created", em.render("discounts", created))
+    if announce:
+        em.emit(ctx, "customer.discount.created", em.render("discounts", created))
     return created
 
 

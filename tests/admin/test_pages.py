@@ -108,7 +108,9 @@ def test_home_shows_stripe_state_outcomes_and_the_snippet(signed_in, add_user, o
     assert switched.headers["location"] == f"/admin/apps/{other.app_id}"
     assert home.headers["x-frame-options"] == "DENY"
     csp = home.headers["content-security-policy"]
+    # Scripts only as the admin's own static files (no inline script), framed by nobody.
     assert "script-src 'self';" in csp and "unsafe-inline" not in csp
+    assert "frame-ancestors 'none'" in csp
 
 
 def test_sessions_list_filters_and_the_story(

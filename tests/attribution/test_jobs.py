@@ -5,6 +5,8 @@ save whose offer the billing-action job applied in the sandbox."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -159,3 +161,158 @@ def test_cash_from_an_invoice_webhook_without_a_sync(att: Attribution) -> None:
             worker.stop(timeout=1)
     assert [r for r in requests if "invoices" in r or "events" in r] == []
     assert att.watch(session).cash_collected == 2000
+
+
+def _managed_endpoint(att: Attribution, events: list[str], recorded: list[str] | None) -> str:
+    """stayflow's own endpoint as an older release registered it (with that list of events)."""
+    from stayflow.billing import repository as billing_repository
+
+    endpoint = att.sandbox.client().v1.webhook_endpoints.create(
+        {"url": "https://stayflow.example.com/stripe/webhooks/x", "enabled_events": events}  # type: ignore[typeddict-item]
+    )
+    with transaction(att.factory) as db:
+        conn = billing_repository.get_connection_by_app_pk(db, att.env.app_pk)
+        assert conn is not None
+        conn.webhook_endpoint_id = endpoint.id
+        conn.webhook_secret_encrypted = ENCRYPTOR.encrypt(str(endpoint.secret))
+        conn.webhook_managed = True
+        conn.webhook_events = recorded
+    return endpoint.id
+
+
+def test_an_outdated_managed_endpoint_is_brought_up_to_date_by_the_next_sync(
+    stripe_api: TestClient, owner: Tenant, att: Attribution
+) -> None:
+    from stayflow.billing import repository as billing_repository
+    from stayflow.billing.service import WEBHOOK_EVENTS
+
+    old = [e for e in WEBHOOK_EVENTS if not e.startswith("customer.discount.")]
+    endpoint_id = _managed_endpoint(att, old, None)  # made before webhook_events was kept
+    with counting(att.sandbox) as requests:
+        assert stripe_api.post("/api/v1/attribution/sync", headers=owner.headers).status_code == 202
+        att.env.run_jobs()
+    assert requests.count(f"POST /v1/webhook_endpoints/{endpoint_id}") == 1
+    stripe_side = att.sandbox.client().v1.webhook_endpoints.retrieve(endpoint_id)
+    assert stripe_side.enabled_events == WEBHOOK_EVENTS
+    with att.factory() as db:
+        conn = billing_repository.get_connection_by_app_pk(db, att.env.app_pk)
+        assert conn is not None and conn.webhook_events == WEBHOOK_EVENTS
+    card = stripe_api.get("/api/v1/attribution", headers=owner.headers).json()
+    assert card["last_sync"]["stripe_requests"] == len(requests)  # the POST is counted
+    # Up to date now: the next sync leaves the endpoint alone.
+    att.sandbox.advance_clock(120)
+    with counting(att.sandbox) as requests:
+        assert stripe_api.post("/api/v1/attribution/sync", headers=owner.headers).status_code == 202
+        att.env.run_jobs()
+    assert not [r for r in requests if "webhook_endpoints" in r]
+
+
+def test_an_endpoint_the_business_made_is_not_changed(
+    stripe_api: TestClient, owner: Tenant, att: Attribution
+) -> None:
+    from stayflow.billing import repository as billing_repository
+
+    endpoint_id = _managed_endpoint(att, ["invoice.paid"], None)
+    with transaction(att.factory) as db:
+        conn = billing_repository.get_connection_by_app_pk(db, att.env.app_pk)
+        assert conn is not None
+        conn.webhook_managed = False  # its secret was given to us: the business's endpoint
+    with counting(att.sandbox) as requests:
+        assert stripe_api.post("/api/v1/attribution/sync", headers=owner.headers).status_code == 202
+        att.env.run_jobs()
+    assert not [r for r in requests if "webhook_endpoints" in r]
+    stripe_side = att.sandbox.client().v1.webhook_endpoints.retrieve(endpoint_id)
+    assert stripe_side.enabled_events == ["invoice.paid"]
+
+
+def test_a_customer_discount_removed_by_webhook_is_judged_without_asking_stripe(
+    att: Attribution,
+) -> None:
+    """customer.discount.deleted delivered by webhook (signed, stored once, applied by
+    mirror.apply_event) changes the customer's row; the scheduled judging re-counts MRR."""
+    client = att.sandbox.client()
+    coupon = client.v1.coupons.create({"percent_off": 10, "duration": "forever"})
+    sub = _subscription(att.sandbox, 2000)
+    customer = str(client.v1.subscriptions.retrieve(sub).customer)
+    client.v1.customers.update(
+        customer,
+        {"coupon": coupon.id},  # type: ignore[typeddict-unknown-key]
+        {"stripe_version": "2025-02-24.acacia"},
+    )
+    session = att.session(sub, "saved")
+    att.sync(days=1)
+    assert att.watch(session).mrr_kept == 1800
+    removed = client.v1.customers.delete_discount(customer)
+    secret = "whsec_attribution_test"
+    set_webhook_secret(att.factory, att.env.app_id, secret, api_key=att.sandbox.secret_key)
+    obj = {k: v for k, v in json.loads(json.dumps(removed.to_dict(), default=str)).items()}
+    obj.pop("deleted", None)
+    body = event("evt_discount_deleted_1", "customer.discount.deleted", obj, att.sandbox.now())
+    with transaction(att.factory) as db:
+        mirror_service.receive_webhook(db, ENCRYPTOR, att.env.app_id, body, sign(body, secret))
+        from stayflow.jobs import service as jobs
+
+        jobs.enqueue(db, "attribution.judge_all", {})
+    worker = Worker(att.factory, services={**att.env.services(), "clock": att.now})
+    with counting(att.sandbox) as requests:
+        try:
+            worker.run_until_idle(timeout=60)
+        finally:
+            worker.stop(timeout=1)
+    assert requests == []
+    with att.factory() as db:
+        from stayflow.mirror.models import StripeEvent
+
+        stored = db.scalar(
+            select(StripeEvent).where(StripeEvent.event_id == "evt_discount_deleted_1")
+        )
+        assert stored is not None and stored.outcome == "applied"
+    assert att.watch(session).mrr_kept == 2000
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_sync_waiting_on_stripe_holds_no_lock_on_the_state_row(
+    att: Attribution, owner: Tenant
+) -> None:
+    """PostgreSQL: while a sync waits on Stripe, what a second sync of the app (or the first
+    one's failure record, in its own transaction) does first, get or create the app's state
+    row, must not wait on it. It did, with no end, while the sync created that row inside its
+    own long transaction: ``lock_timeout`` turns such a wait into an error here."""
+    from sqlalchemy import text
+
+    from stayflow.jobs import service as jobs
+
+    sub = _subscription(att.sandbox, 2000)
+    att.session(sub, "saved")
+    with att.factory() as db:
+        assert repository.get_state(db, att.env.app_pk) is None  # the app's first sync
+    att.sandbox.inject_fault("latency", seconds=6, method="GET", path="/v1/events", times=1)
+    with transaction(att.factory) as db:
+        jobs.enqueue(db, "attribution.sync", {}, app_pk=att.env.app_pk)
+    worker = Worker(att.factory, services={**att.env.services(), "clock": att.now})
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run_until_idle(timeout=60)
+        except BaseException as exc:  # reported by the test below
+            errors.append(exc)
+
+    with counting(att.sandbox) as requests:
+        thread = threading.Thread(target=run)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 30
+            while "GET /v1/events" not in requests and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert "GET /v1/events" in requests, "the sync never asked Stripe"
+            # The sync is now waiting on Stripe (6 s), inside its transaction.
+            with transaction(att.factory) as db:
+                db.execute(text("SET LOCAL lock_timeout = '1s'"))
+                state = repository.get_or_create_state(db, att.env.app_pk)
+                assert state.app_pk == att.env.app_pk
+        finally:
+            thread.join(timeout=90)
+            worker.stop(timeout=1)
+    assert not thread.is_alive() and errors == []
+    assert _state(att).last_sync_outcome == "ok"

@@ -11,8 +11,6 @@ import pytest
 import stripe
 from sqlalchemy.orm import Session, sessionmaker
 
-from stayflow.db import transaction
-from stayflow.mirror import repository as mirror_repository
 from stayflow.sandbox import Sandbox
 from stayflow.settings import Settings
 from tests.attribution.helpers import DAY, Attribution, counting
@@ -20,6 +18,8 @@ from tests.billing_actions.helpers import make_env
 from tests.conftest import Tenant
 
 PAUSE = {"id": "pause", "type": "pause"}
+# Stripe takes a customer's coupon only with an API version before 2025-03-31.basil.
+LEGACY: Any = {"stripe_version": "2025-02-24.acacia"}
 DISCOUNT = {"id": "off20", "type": "discount"}
 
 
@@ -191,28 +191,69 @@ def test_two_items_with_quantities_and_cash_collected(att: Attribution, subscrib
     assert watch.cash_collected == 5500
 
 
-def test_customer_level_coupon_on_the_mirror_shape(att: Attribution, subscribe: Any) -> None:
-    """The sandbox has no customer-level discounts yet (another helper adds them): the
-    customer row is written in the mirror in the shape Stripe sends it."""
+def test_customer_level_coupon_set_switched_and_deleted_in_the_sandbox(
+    att: Attribution, subscribe: Any, stripe_client: stripe.StripeClient
+) -> None:
+    """A customer's coupon (set with a Stripe-Version before 2025-03-31, as on Stripe) counts in
+    MRR; the events sync sees it switched (customer.discount.updated) and deleted, reads a
+    coupon once per sync, and retrieves a customer only when the mirror lacks it."""
+    ten = stripe_client.v1.coupons.create({"percent_off": 10, "duration": "forever"})
+    half = stripe_client.v1.coupons.create({"percent_off": 50, "duration": "forever"})
     sub = subscribe()
+    other = subscribe()
+    customer, other_customer = str(sub.customer), str(other.customer)
+    for owner in (customer, other_customer):
+        stripe_client.v1.customers.update(owner, {"coupon": ten.id}, LEGACY)  # type: ignore[typeddict-unknown-key]
     session = att.session(sub.id, "deflected")
+    other_session = att.session(other.id, "deflected")
+    with counting(att.sandbox) as requests:
+        att.sync(days=1)
+    # The subscriptions came from their created events (customers named by id only): each
+    # customer with a discount event is retrieved, its coupon expanded in the same request.
+    assert sorted(requests) == sorted(
+        ["GET /v1/events", "GET /v1/customers/" + customer, "GET /v1/customers/" + other_customer]
+    )
+    watch = att.watch(session)
+    assert (watch.mrr_at_session, watch.mrr_kept) == (1800, 1800)
+    assert att.watch(other_session).mrr_kept == 1800
+
+    # Both switch to 50 % (one customer.discount.updated each): the coupon is read once.
+    for owner in (customer, other_customer):
+        stripe_client.v1.customers.update(owner, {"coupon": half.id}, LEGACY)  # type: ignore[typeddict-unknown-key]
+    with counting(att.sandbox) as requests:
+        att.sync(days=1)
+    assert sorted(requests) == ["GET /v1/coupons/" + half.id, "GET /v1/events"]
+    watch = att.watch(session)
+    assert (watch.mrr_at_session, watch.mrr_kept) == (1800, 1000)
+    assert att.watch(other_session).mrr_kept == 1000
+
+    stripe_client.v1.customers.delete_discount(customer)
+    with counting(att.sandbox) as requests:
+        att.sync(days=1)
+    assert requests == ["GET /v1/events"]
+    assert att.watch(session).mrr_kept == 2000
+    assert att.watch(other_session).mrr_kept == 1000
+    with counting(att.sandbox) as requests:
+        att.sync()
+    assert requests == ["GET /v1/events"]  # nothing changed: no coupon or customer read again
+
+
+def test_a_repeating_customer_coupon_that_ends_inside_the_window(
+    att: Attribution, subscribe: Any, stripe_client: stripe.StripeClient
+) -> None:
+    coupon = stripe_client.v1.coupons.create(
+        {"percent_off": 25, "duration": "repeating", "duration_in_months": 1}
+    )
+    sub = subscribe()
+    stripe_client.v1.customers.update(str(sub.customer), {"coupon": coupon.id}, LEGACY)  # type: ignore[typeddict-unknown-key]
+    session = att.session(sub.id, "saved")
     att.sync(days=1)
-    customer = att.sandbox.client().v1.customers.retrieve(str(sub.customer))
-    with transaction(att.factory) as db:
-        raw = customer.to_dict()
-        raw["discount"] = {
-            "id": "di_customer",
-            "object": "discount",
-            "start": att.sandbox.now() - DAY,
-            "end": None,
-            "source": {
-                "type": "coupon",
-                "coupon": {"id": "co_c", "percent_off": 10, "duration": "forever"},
-            },
-        }
-        mirror_repository.upsert_customer(db, att.env.app_pk, raw, version=att.sandbox.now())
-    att.sync()
-    assert att.watch(session).mrr_kept == 1800
+    watch = att.watch(session)
+    assert (watch.status, watch.mrr_at_session, watch.mrr_kept) == ("pending", 1500, 1500)
+    att.sync(days=34)  # the coupon's month is over (Stripe deleted the discount at renewal)
+    watch = att.watch(session)
+    assert (watch.status, watch.mrr_at_session, watch.mrr_kept) == ("validated", 1500, 2000)
+    assert watch.cash_collected == 2000  # the renewal after the coupon's end, at full price
 
 
 def test_an_unknown_subscription_is_unmatched(att: Attribution) -> None:

@@ -16,6 +16,7 @@ ALL_READ_WRITE = {
     "prices": "read",
     "coupons": "read",
     "events": "read",
+    "invoices": "read",
     "webhook_endpoints": "write",
 }
 
@@ -45,9 +46,11 @@ def test_connect_with_a_secret_key_registers_the_webhook_and_keeps_the_key_secre
     assert [e.id for e in endpoints] == [body["webhooks"]["endpoint_id"]]
     assert endpoints[0].url == body["webhooks"]["url"]
     assert "customer.subscription.updated" in endpoints[0].enabled_events
+    assert "customer.discount.updated" in endpoints[0].enabled_events  # customer coupons
 
     # At rest the key and the signing secret are encrypted, and decrypt to the right values.
     conn = _connection(session_factory)
+    assert conn.webhook_events == endpoints[0].enabled_events  # what was asked, recorded
     assert sandbox.secret_key not in conn.api_key_encrypted
     assert ENCRYPTOR.decrypt(conn.api_key_encrypted) == sandbox.secret_key
     assert ENCRYPTOR.decrypt(conn.webhook_secret_encrypted).startswith("whsec_")
@@ -91,7 +94,9 @@ def test_a_restricted_key_reports_exactly_which_permission_each_use_case_misses(
     assert body["account_id"] and body["account_id"].startswith("acct_")
     cases = body["use_cases"]
     assert cases["enrichment"]["missing"] == ["prices:read"]
-    assert cases["attribution"] == {**cases["attribution"], "ready": True, "missing": []}
+    # Attribution reads invoices (cash collected) and a customer's coupon as well.
+    assert cases["attribution"]["missing"] == ["invoices:read", "coupons:read"]
+    assert not cases["attribution"]["ready"]
     assert cases["offers"]["missing"] == ["subscriptions:write", "coupons:read", "prices:read"]
     assert cases["cancels"]["missing"] == ["subscriptions:write"]
     assert not cases["enrichment"]["ready"] and not cases["cancels"]["ready"]

@@ -96,6 +96,8 @@ class Stayflow:
     app_id: str = ""
     app_secret: str = ""
     api_key: str = ""
+    server: Any = None  # the uvicorn server, for a test that stops it
+    thread: Any = None
 
 
 @pytest.fixture
@@ -119,7 +121,9 @@ def stayflow(request: pytest.FixtureRequest) -> Iterator[Stayflow]:
     engine = make_engine(settings)
     try:
         wait_for_port(port)
-        yield Stayflow(settings.base_url, make_session_factory(engine))
+        yield Stayflow(
+            settings.base_url, make_session_factory(engine), server=server, thread=thread
+        )
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -134,6 +138,7 @@ class HostSite:
         self.port = free_port()
         self.origin = f"http://localhost:{self.port}"
         self.host_page = "<p>no page yet</p>"
+        self.extra_pages: dict[str, str] = {}  # more paths, e.g. another origin's page
         site = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -144,6 +149,7 @@ class HostSite:
                     "/account": "<h1>Your account</h1><p id='landed'>account</p>",
                     "/goodbye": "<h1>Goodbye</h1><p id='landed'>goodbye</p>",
                     "/fallback": "<h1>Cancel by email</h1><p id='landed'>fallback</p>",
+                    **site.extra_pages,
                 }
                 body = pages.get(path)
                 self.send_response(200 if body is not None else 404)
@@ -230,10 +236,12 @@ class Shots:
     count: int = 0
     taken: list[Path] = field(default_factory=list)
 
-    def take(self, page: Any, name: str) -> None:
+    def take(self, page: Any, name: str, *, full_page: bool = True) -> None:
+        # full_page=False for fixed overlays: a full-page shot grows the viewport, and the
+        # overlay and its frame with it, so it would not show what the subscriber sees.
         self.count += 1
         path = self.folder / f"{self.count:02d}-{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path), full_page=full_page)
         self.taken.append(path)
 
 

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -259,4 +260,16 @@ def test_demo_mistakes_are_messages_not_tracebacks(demo, tmp_path: Path) -> None
         [*run, "--port", "9000", "--site-port", "9000"], capture_output=True, text=True, timeout=60
     )
     assert same.returncode == 2 and "three different ports" in same.stderr
-    assert "Traceback" not in nothing.stderr + zero.stderr + same.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = subprocess.run(
+            [*run, "--state-dir", str(tmp_path / "busy"), "--sandbox-port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert busy.returncode == 1 and f"cannot serve the sandbox on port {port}" in busy.stderr
+    everything = nothing.stderr + zero.stderr + same.stderr + busy.stderr
+    assert "Traceback" not in everything

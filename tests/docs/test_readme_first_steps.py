@@ -40,7 +40,7 @@ def first_steps_block() -> str:
 def test_the_readme_starts_with_exactly_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```sh\n(.*?)```", readme, re.S)
-    assert blocks[:2] == ["pip install . && stayflow serve\n", 'pip install ".[test]" && pytest\n']
+    assert blocks[:2] == ["pip install . && stayflow demo\n", 'pip install ".[test]" && pytest\n']
     assert readme.index("```sh") < readme.index("\n## ")
 
 

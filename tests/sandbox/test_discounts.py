@@ -118,3 +118,52 @@ def test_delete_subscription_discount(
     with pytest.raises(stripe.InvalidRequestError) as again:
         stripe_client.v1.subscriptions.delete_discount(sub.id)
     assert again.value.http_status == 404
+
+
+def test_customer_discount_events_one_update_on_a_switch(
+    stripe_client: stripe.StripeClient, make_paying_customer: Callable[..., stripe.Customer]
+) -> None:
+    """Stripe: ``customer.discount.created`` for a customer's first coupon, a single
+    ``customer.discount.updated`` when another coupon replaces it (the old one in
+    ``previous_attributes``), ``customer.discount.deleted`` when it is cleared."""
+    customer = make_paying_customer()
+    ten = stripe_client.v1.coupons.create({"percent_off": 10, "duration": "forever"})
+    half = stripe_client.v1.coupons.create({"percent_off": 50, "duration": "forever"})
+
+    def discount_events() -> list[tuple[str, dict[str, Any], dict[str, Any] | None]]:
+        found = stripe_client.v1.events.list({"type": "customer.discount.*", "limit": 100}).data
+        return [
+            (
+                e.type,
+                e.data.object,
+                e.data.to_dict().get("previous_attributes"),
+            )
+            for e in reversed(found)
+        ]
+
+    stripe_client.v1.customers.update(customer.id, {"coupon": ten.id}, LEGACY)  # type: ignore[typeddict-unknown-key]
+    first = stripe_client.v1.customers.retrieve(customer.id).discount
+    assert first is not None
+    stripe_client.v1.customers.update(customer.id, {"coupon": half.id}, LEGACY)  # type: ignore[typeddict-unknown-key]
+    second = stripe_client.v1.customers.retrieve(customer.id).discount
+    assert second is not None and second.id != first.id
+    stripe_client.v1.customers.update(customer.id, {"coupon": ""}, LEGACY)  # type: ignore[typeddict-unknown-key]
+    assert stripe_client.v1.customers.retrieve(customer.id).discount is None
+
+    seen = discount_events()
+    assert [t for t, _, _ in seen] == [
+        "customer.discount.created",
+        "customer.discount.updated",
+        "customer.discount.deleted",
+    ]
+    created, updated, deleted = (obj for _, obj, _ in seen)
+    assert created["id"] == first.id and created["source"]["coupon"] == ten.id
+    assert updated["id"] == second.id and updated["source"]["coupon"] == half.id
+    assert updated["customer"] == customer.id and updated["subscription"] is None
+    previous = seen[1][2]
+    assert previous is not None and previous["source"]["coupon"] == ten.id
+    assert deleted["id"] == second.id
+    # Each change is also a customer.updated, as on Stripe.
+    updates = stripe_client.v1.events.list({"type": "customer.updated", "limit": 100}).data
+    changed = [e for e in updates if "discount" in e.data.to_dict().get("previous_attributes", {})]
+    assert len(changed) == 3

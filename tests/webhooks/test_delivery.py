@@ -356,8 +356,12 @@ def test_hanging_endpoints_hold_up_no_other_endpoint_in_the_running_worker(
     worker.start()
     try:
         ids = emit(hooks, owner, 5)
-        _wait_for(lambda: len(good.received) >= 5, 30, "the good endpoint's five deliveries")
-        # Every hanging endpoint got its first event and holds it still.
+        _wait_for(
+            lambda: len(good.received) >= 5 and all(r.in_flight == 1 for r in hanging),
+            30,
+            "the good endpoint's five deliveries while the others hang",
+        )
+        # Every hanging endpoint still holds its first request: none timed out or was retried.
         assert [(len(r.received), r.in_flight) for r in hanging] == [(1, 1)] * 3
         assert [r.msg_id for r in good.received] == [f"msg_{i}" for i in ids]
         assert len(good.verified(good_ep["secret"])) == 5

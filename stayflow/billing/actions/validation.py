@@ -23,6 +23,7 @@ from stayflow.billing.provider import (
     BillingObjectMissing,
     BillingUnavailable,
     BillingWriter,
+    OfferCatalog,
 )
 from stayflow.billing.schemas import StripeSetup
 from stayflow.errors import BadRequest
@@ -128,3 +129,10 @@ def offer_check(services: Mapping[str, Any]) -> OfferCheck:
             check_offer(db, app, writer, offer)
 
     return check
+
+
+def offer_catalog(db: Session, app: App, services: Mapping[str, Any]) -> OfferCatalog | None:
+    """What the app's offers can name in its Stripe account (for the admin's pickers); None
+    when no key is connected or offers are off. Stripe's refusals come out as BillingError."""
+    writer = _writer(db, app, services)
+    return None if writer is None else writer.offer_catalog()

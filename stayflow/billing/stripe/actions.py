@@ -12,6 +12,9 @@ from typing import Any, TypeVar
 
 import stripe
 from stripe.params import (
+    CouponListParams,
+    PriceListParams,
+    PromotionCodeListParams,
     SubscriptionCancelParams,
     SubscriptionListParams,
     SubscriptionRetrieveParams,
@@ -26,8 +29,10 @@ from stayflow.billing.provider import (
     BillingObjectMissing,
     BillingOfferRefused,
     BillingUnavailable,
+    CatalogEntry,
     CouponState,
     FetchedSubscription,
+    OfferCatalog,
     PriceState,
     PromotionCodeState,
     Subscription,
@@ -133,6 +138,26 @@ class StripeBillingWriter:
             product_id=product if isinstance(product, str) else getattr(product, "id", None),
         )
 
+    def offer_catalog(self) -> OfferCatalog:
+        coupons = self._call(lambda: self._client.v1.coupons.list(CouponListParams(limit=100)))
+        promos = self._call(
+            lambda: self._client.v1.promotion_codes.list(
+                PromotionCodeListParams(limit=100, active=True)
+            )
+        )
+        prices = self._call(
+            lambda: self._client.v1.prices.list(
+                PriceListParams(limit=100, active=True, type="recurring")
+            )
+        )
+        return OfferCatalog(
+            coupons=[CatalogEntry(c.id, _coupon_label(c)) for c in coupons.data if bool(c.valid)],
+            promotion_codes=[
+                CatalogEntry(p.id, f"{p.code} ({p.id})") for p in promos.data if bool(p.active)
+            ],
+            prices=[CatalogEntry(p.id, _price_label(p)) for p in prices.data],
+        )
+
     def customer_subscriptions(self, customer_id: str) -> list[Subscription]:
         found: list[Subscription] = []
         cursor: str | None = None
@@ -200,3 +225,26 @@ class StripeBillingWriter:
         )
         # The DELETE's answer (not expanded) holds all a cancel needs: status and dates.
         return self._fetched(obj)
+
+
+def _coupon_label(coupon: stripe.Coupon) -> str:
+    if coupon.percent_off is not None:
+        off = f"{coupon.percent_off:g}% off"
+    else:
+        off = f"{coupon.amount_off} {str(coupon.currency or '').upper()} (minor units) off"
+    months = f" for {coupon.duration_in_months} months" if coupon.duration_in_months else ""
+    how_long = months if coupon.duration == "repeating" else f", {coupon.duration}"
+    name = f"{coupon.name}: " if coupon.name else ""
+    return f"{name}{off}{how_long} ({coupon.id})"
+
+
+def _price_label(price: stripe.Price) -> str:
+    recurring = price.recurring
+    every = f"/{recurring.interval}" if recurring is not None else ""
+    amount = (
+        f"{price.unit_amount} {price.currency.upper()} (minor units){every}"
+        if price.unit_amount is not None
+        else price.currency.upper()
+    )
+    name = f"{price.nickname}: " if price.nickname else ""
+    return f"{name}{amount} ({price.id})"

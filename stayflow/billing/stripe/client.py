@@ -22,7 +22,9 @@ import stripe
 from stripe._base_address import BaseAddresses
 from stripe.params import (
     CouponListParams,
+    CouponRetrieveParams,
     CustomerListParams,
+    CustomerRetrieveParams,
     EventListParams,
     InvoiceListParams,
     PriceListParams,
@@ -30,6 +32,7 @@ from stripe.params import (
     SubscriptionListParams,
     SubscriptionRetrieveParams,
     WebhookEndpointCreateParams,
+    WebhookEndpointUpdateParams,
 )
 
 from stayflow.billing.provider import (
@@ -292,6 +295,18 @@ class StripeBillingProvider:
             invoices=[invoice_from(r) for r in raw], has_more=bool(body.get("has_more"))
         )
 
+    def retrieve_coupon_raw(self, coupon_id: str) -> dict[str, Any]:
+        """A coupon as Stripe sends it (a customer's discount names it only by id in lists
+        and events)."""
+        params: CouponRetrieveParams = {}
+        return self._get_json(f"/v1/coupons/{quote(coupon_id, safe='')}", params)
+
+    def retrieve_customer_raw(self, customer_id: str) -> dict[str, Any]:
+        """A customer as Stripe sends it, its discount's coupon expanded (``deleted: true``
+        for a deleted customer)."""
+        params: CustomerRetrieveParams = {"expand": ["discount.source.coupon"]}
+        return self._get_json(f"/v1/customers/{quote(customer_id, safe='')}", params)
+
     def account_info(self) -> AccountInfo:
         kind = "restricted" if self._api_key.startswith("rk_") else "secret"
         livemode = "_live_" in self._api_key[:8]
@@ -318,6 +333,7 @@ class StripeBillingProvider:
             ("prices:read", lambda: c.prices.list(PriceListParams(limit=1))),
             ("coupons:read", lambda: c.coupons.list(CouponListParams(limit=1))),
             ("events:read", lambda: c.events.list(EventListParams(limit=1))),
+            ("invoices:read", lambda: c.invoices.list(InvoiceListParams(limit=1))),
             (
                 "webhook_endpoints:write",
                 lambda: c.webhook_endpoints.update(PROBE_WEBHOOK_ENDPOINT_ID, {"metadata": {}}),
@@ -355,6 +371,19 @@ class StripeBillingProvider:
             id=endpoint.id,
             url=endpoint.url,
             secret=endpoint.secret,
+            enabled_events=list(endpoint.enabled_events),
+        )
+
+    def update_webhook_endpoint(self, endpoint_id: str, events: list[str]) -> WebhookEndpoint:
+        """Replace the endpoint's ``enabled_events`` (its url and secret stay)."""
+        params: WebhookEndpointUpdateParams = {
+            "enabled_events": events,  # type: ignore[typeddict-item]
+        }
+        endpoint = self._call(lambda: self._client.v1.webhook_endpoints.update(endpoint_id, params))
+        return WebhookEndpoint(
+            id=endpoint.id,
+            url=endpoint.url,
+            secret=None,
             enabled_events=list(endpoint.enabled_events),
         )
 

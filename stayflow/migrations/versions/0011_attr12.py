@@ -1,0 +1,37 @@
+"""billing_connections.webhook_events: the event types stayflow's managed endpoint asked for
+
+Revision ID: 0011_attr12
+Revises: 0011_flows14
+Create Date: 2026-12-02 01:10:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "0011_attr12"
+down_revision: str | None = "0011_reports15"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("billing_connections", schema=None) as batch_op:
+        # NULL for endpoints made before this column: the next sync brings their list up to
+        # date (one POST to Stripe) and records it.
+        batch_op.add_column(
+            sa.Column(
+                "webhook_events",
+                sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+                nullable=True,
+            )
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("billing_connections", schema=None) as batch_op:
+        batch_op.drop_column("webhook_events")

@@ -1,0 +1,1 @@
+"""Reports: per-session facts, rollups kept incrementally, breakdowns, experiments, charts."""

@@ -1,0 +1,351 @@
+"""Every query the reports make. Figures read the rollups; a filter the rollups do not carry
+(experience, offer, reason, audience, variant, plan) reads the facts instead; drill-downs
+and exports read the facts joined to the sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Select, and_, case, func, literal, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from stayflow.attribution.models import AttributionWatch
+from stayflow.cancel_sessions.models import CancelSession
+from stayflow.reports.facts import DIMENSION_COLUMNS
+from stayflow.reports.models import COUNTERS, ReportFact, ReportOfferRollup, ReportRollup
+
+Counters = dict[str, int]
+BREAKDOWNS = (
+    "reason",
+    "plan",
+    "interval",
+    "account_age",
+    "audience",
+    "experience",
+    "variant",
+    "currency",
+)
+# What a figure's drill-down lists (figure -> condition on the facts).
+FIGURES = (
+    "sessions",
+    "saves",
+    "deflects",
+    "cancels",
+    "abandoned",
+    "decided",
+    "validated",
+    "lapsed",
+    "reactivations",
+)
+
+
+@dataclass(frozen=True)
+class Filters:
+    since: date
+    until: date  # inclusive
+    currency: str | None = None
+    experience: str | None = None
+    offer: str | None = None
+    reason: str | None = None
+    audience: str | None = None
+    variant: str | None = None  # "experiment/variant"
+    plan: str | None = None
+
+    @property
+    def needs_facts(self) -> bool:
+        return any(
+            v is not None
+            for v in (
+                self.experience,
+                self.offer,
+                self.reason,
+                self.audience,
+                self.variant,
+                self.plan,
+            )
+        )
+
+    def query(self) -> dict[str, str]:
+        """As URL query parameters (for links that keep the view)."""
+        out = {"since": self.since.isoformat(), "until": self.until.isoformat()}
+        for name in ("currency", "experience", "offer", "reason", "audience", "variant", "plan"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+F = ReportFact
+R = ReportRollup
+
+
+def _fact_where(app_pk: int, f: Filters) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = [
+        F.app_pk == app_pk,
+        F.day >= f.since,
+        F.day <= f.until,
+        F.counted.is_(True),
+        F.excluded.is_(False),
+    ]
+    if f.currency is not None:
+        where.append(F.currency == f.currency)
+    if f.experience is not None:
+        where.append(F.experience_id == f.experience)
+    if f.reason is not None:
+        where.append(F.reason_id == f.reason)
+    if f.audience is not None:
+        where.append(F.audience_id == f.audience)
+    if f.plan is not None:
+        where.append(F.plan == f.plan)
+    if f.offer is not None:
+        where.append(F.offers_shown.contains(f",{f.offer},", autoescape=True))
+    if f.variant is not None:
+        experiment, _, variant = f.variant.partition("/")
+        where.extend([F.experiment_id == experiment, F.variant_id == variant])
+    return where
+
+
+def _one_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return func.sum(case((condition, 1), else_=0))
+
+
+def _fact_counters() -> list[ColumnElement[Any]]:
+    return [
+        func.count().label("sessions"),
+        _one_if(F.outcome == "saved").label("saves"),
+        _one_if(F.outcome.in_(("deflected", "redirected"))).label("deflects"),
+        _one_if(F.outcome == "canceled").label("cancels"),
+        _one_if(F.outcome == "abandoned").label("abandoned"),
+        _one_if(F.status == "validated").label("validated"),
+        _one_if(F.status == "lapsed").label("lapsed"),
+        _one_if(F.status == "reactivated").label("reactivations"),
+        func.sum(F.mrr_kept).label("mrr_kept"),
+        func.sum(F.mrr_kept * F.mrr_kept).label("mrr_kept_sq"),
+        func.sum(F.mrr_lost).label("mrr_lost"),
+        func.sum(F.cash).label("cash"),
+    ]
+
+
+def _rollup_counters() -> list[ColumnElement[Any]]:
+    return [func.sum(getattr(R, c)).label(c) for c in COUNTERS]
+
+
+def _rows(db: Session, query: Select[Any], keys: int) -> dict[tuple[Any, ...], Counters]:
+    out: dict[tuple[Any, ...], Counters] = {}
+    for row in db.execute(query):
+        values = tuple(row)
+        out[values[:keys]] = {c: int(v or 0) for c, v in zip(COUNTERS, values[keys:], strict=True)}
+    return out
+
+
+def grouped(db: Session, app_pk: int, f: Filters, by: str) -> dict[tuple[Any, ...], Counters]:
+    """Counters grouped by (currency, value) for a breakdown, (day, currency) for ``day``, or
+    (currency,) for ``all``."""
+    if f.needs_facts:
+        where = _fact_where(app_pk, f)
+        if by == "all":
+            keys: list[Any] = [F.currency]
+        elif by == "day":
+            keys = [F.day, F.currency]
+        elif by == "currency":
+            keys = [F.currency, F.currency]
+        elif by == "variant":
+            keys = [F.currency, F.experiment_id, F.variant_id]
+            where.append(F.experiment_id != "")
+        else:
+            keys = [F.currency, getattr(F, DIMENSION_COLUMNS[by])]
+        rows = _rows(db, select(*keys, *_fact_counters()).where(*where).group_by(*keys), len(keys))
+        if by == "variant":
+            return {(k[0], f"{k[1]}/{k[2]}"): v for k, v in rows.items()}
+        return rows
+    where = [R.app_pk == app_pk, R.day >= f.since, R.day <= f.until]
+    if f.currency is not None:
+        where.append(R.currency == f.currency)
+    if by == "all":
+        keys = [R.currency]
+        where.append(R.dimension == "all")
+    elif by == "day":
+        keys = [R.day, R.currency]
+        where.append(R.dimension == "all")
+    elif by == "currency":
+        keys = [R.currency, R.currency]
+        where.append(R.dimension == "all")
+    else:
+        keys = [R.currency, R.value]
+        where.append(R.dimension == by)
+    return _rows(db, select(*keys, *_rollup_counters()).where(*where).group_by(*keys), len(keys))
+
+
+def offers(db: Session, app_pk: int, f: Filters) -> dict[tuple[str, str], Counters]:
+    """(currency, offer) -> shown, accepted, mrr_kept."""
+    out: dict[tuple[str, str], Counters] = {}
+    if f.needs_facts:
+        query = select(F.currency, F.offers_shown, F.offer_id, F.mrr_kept).where(
+            *_fact_where(app_pk, f)
+        )
+        for currency, shown, accepted, kept in db.execute(query):
+            for offer in {o for o in str(shown).split(",") if o} | (
+                {accepted} if accepted else set()
+            ):
+                row = out.setdefault((currency, offer), {"shown": 0, "accepted": 0, "mrr_kept": 0})
+                row["shown"] += int(f",{offer}," in str(shown))
+                if offer == accepted:
+                    row["accepted"] += 1
+                    row["mrr_kept"] += int(kept)
+        if f.offer is not None:
+            out = {k: v for k, v in out.items() if k[1] == f.offer}
+        return out
+    OR = ReportOfferRollup
+    where = [OR.app_pk == app_pk, OR.day >= f.since, OR.day <= f.until]
+    if f.currency is not None:
+        where.append(OR.currency == f.currency)
+    totals = (
+        select(
+            OR.currency,
+            OR.offer_id,
+            func.sum(OR.shown),
+            func.sum(OR.accepted),
+            func.sum(OR.mrr_kept),
+        )
+        .where(*where)
+        .group_by(OR.currency, OR.offer_id)
+    )
+    for cur, offer_id, shown_n, accepted_n, kept_n in db.execute(totals):
+        out[(cur, offer_id)] = {
+            "shown": int(shown_n or 0),
+            "accepted": int(accepted_n or 0),
+            "mrr_kept": int(kept_n or 0),
+        }
+    return out
+
+
+def _figure_where(figure: str) -> ColumnElement[bool]:
+    return {
+        "sessions": literal(True),
+        "saves": F.outcome == "saved",
+        "deflects": F.outcome.in_(("deflected", "redirected")),
+        "cancels": F.outcome == "canceled",
+        "abandoned": F.outcome == "abandoned",
+        "decided": F.outcome.in_(("saved", "deflected", "redirected", "canceled")),
+        "validated": F.status == "validated",
+        "lapsed": F.status == "lapsed",
+        "reactivations": F.status == "reactivated",
+    }[figure]
+
+
+SESSION_COLUMNS = (
+    F.id.label("fact_id"),
+    F.session_id,
+    F.subscription_id,
+    F.created_at,
+    F.day,
+    F.currency,
+    F.outcome,
+    F.reason_id,
+    F.offer_id,
+    F.offers_shown,
+    F.experience_id,
+    F.experiment_id,
+    F.variant_id,
+    F.audience_id,
+    F.plan,
+    F.interval,
+    F.account_age,
+    F.status,
+    F.mrr_kept,
+    F.mrr_lost,
+    F.cash,
+    CancelSession.outcome_at,
+    CancelSession.reason_comment,
+    CancelSession.enriched_fields,
+    AttributionWatch.mrr_at_session,
+    AttributionWatch.customer_id,
+)
+
+
+def _sessions_query(app_pk: int, f: Filters, figure: str) -> Select[Any]:
+    return (
+        select(*SESSION_COLUMNS)
+        .join(CancelSession, CancelSession.id == F.session_pk)
+        .outerjoin(
+            AttributionWatch,
+            and_(AttributionWatch.session_id == F.session_id, AttributionWatch.app_pk == app_pk),
+        )
+        .where(*_fact_where(app_pk, f), _figure_where(figure))
+    )
+
+
+def sessions(
+    db: Session, app_pk: int, f: Filters, figure: str, *, before_id: int | None, limit: int
+) -> Sequence[Any]:
+    query = _sessions_query(app_pk, f, figure)
+    if before_id is not None:
+        query = query.where(F.id < before_id)
+    return db.execute(query.order_by(F.id.desc()).limit(limit)).all()
+
+
+def iter_sessions(
+    db: Session, app_pk: int, f: Filters, figure: str, *, limit: int, chunk: int = 1000
+) -> Iterator[Any]:
+    """The sessions behind a figure, newest first, in keyset pages (bounded by ``limit``)."""
+    before: int | None = None
+    given = 0
+    while given < limit:
+        rows = sessions(db, app_pk, f, figure, before_id=before, limit=min(chunk, limit - given))
+        if not rows:
+            return
+        yield from rows
+        given += len(rows)
+        before = rows[-1].fact_id
+
+
+def comments(
+    db: Session, app_pk: int, f: Filters, search: str | None, *, before_id: int | None, limit: int
+) -> Sequence[Any]:
+    query = (
+        select(
+            F.id.label("fact_id"),
+            F.session_id,
+            F.created_at,
+            F.reason_id,
+            F.outcome,
+            F.currency,
+            CancelSession.reason_comment,
+        )
+        .join(CancelSession, CancelSession.id == F.session_pk)
+        .where(*_fact_where(app_pk, f), CancelSession.reason_comment.is_not(None))
+    )
+    if search:
+        query = query.where(
+            func.lower(CancelSession.reason_comment).contains(search.lower(), autoescape=True)
+        )
+    if before_id is not None:
+        query = query.where(F.id < before_id)
+    return db.execute(query.order_by(F.id.desc()).limit(limit)).all()
+
+
+def variant_arms(
+    db: Session, app_pk: int, experiment_id: str, since: date, until: date
+) -> dict[tuple[str, str], Counters]:
+    """(currency, variant id) -> counters, from the ``variant`` rollups of one experiment."""
+    prefix = f"{experiment_id}/"
+    query = (
+        select(R.currency, R.value, *_rollup_counters())
+        .where(
+            R.app_pk == app_pk,
+            R.dimension == "variant",
+            R.day >= since,
+            R.day <= until,
+            R.value.startswith(prefix, autoescape=True),
+        )
+        .group_by(R.currency, R.value)
+    )
+    return {(k[0], k[1][len(prefix) :]): v for k, v in _rows(db, query, 2).items()}
+
+
+def first_day(db: Session, app_pk: int) -> date | None:
+    return db.scalar(select(func.min(R.day)).where(R.app_pk == app_pk, R.dimension == "all"))
