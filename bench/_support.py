@@ -1,4 +1,5 @@
-"""What the benchmarks share: scratch databases, free ports, waiting for a server.
+"""What the benchmarks share: scratch databases, free ports, starting, waiting for and
+stopping a server, the machine's load.
 
 Benchmarks run as scripts (`python bench/NAME.py`), so this module is imported as
 `_support` from the script's own folder.
@@ -6,8 +7,11 @@ Benchmarks run as scripts (`python bench/NAME.py`), so this module is imported a
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -58,3 +62,29 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
             pass
         time.sleep(0.1)
     raise SystemExit(f"{url} did not answer within {timeout}s")
+
+
+def start_server(
+    cmd: list[str], env: dict[str, str], *, stderr: int = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
+    """Start a server in its own process group (``stop_server`` ends it and its children)."""
+    return subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
+    )
+
+
+def stop_server(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """SIGTERM the server's process group, SIGKILL it if it is still there after ``timeout``."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+def load_average() -> str:
+    """The machine's load (as ``uptime`` prints it), to print beside every figure."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} ({os.cpu_count()} cores)"

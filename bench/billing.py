@@ -32,7 +32,6 @@ import multiprocessing as mp
 import os
 import re
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -43,7 +42,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _support import create_database, drop_database, free_port, wait_http
+from _support import (
+    create_database,
+    drop_database,
+    free_port,
+    start_server,
+    stop_server,
+    wait_http,
+)
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -239,22 +245,6 @@ ORIGIN = "https://app.example.com"
 SAVE_URL = f"{ORIGIN}/account"
 
 
-def _start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
-
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -283,7 +273,7 @@ def bench_serve(backend: str, sandbox: Sandbox, accepts: int, latency_ms: int) -
         }
         cli = [sys.executable, "-m", "stayflow.cli.main"]
         sandbox.reset()
-        server = _start([*cli, "serve", "--host", "127.0.0.1", "--port", str(port)], env)
+        server = start_server([*cli, "serve", "--host", "127.0.0.1", "--port", str(port)], env)
         try:
             wait_http(f"{base}/js/stayflow.js", timeout=60)
             made = subprocess.run(
@@ -423,7 +413,7 @@ def bench_serve(backend: str, sandbox: Sandbox, accepts: int, latency_ms: int) -
             )
         finally:
             sandbox.set_latency(0)
-            _stop(server)
+            stop_server(server)
             drop_database(url)
 
 

@@ -20,7 +20,6 @@ import hashlib
 import hmac
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _support import create_database, drop_database, free_port, wait_http
+from _support import (
+    create_database,
+    drop_database,
+    free_port,
+    start_server,
+    stop_server,
+    wait_http,
+)
 
 from stayflow.sandbox import Sandbox
 
@@ -98,16 +104,6 @@ class Site:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
 
 
 def _setup(base: str, env: dict[str, str], sandbox: Sandbox, site: Site) -> dict[str, Any]:
@@ -198,12 +194,10 @@ def main() -> None:
             "STAYFLOW_STRIPE_API_BASE": sandbox.url,
             "STAYFLOW_LOG_LEVEL": "WARNING",
         }
-        server = subprocess.Popen(
+        server = start_server(
             [sys.executable, "-m", "stayflow.cli.main", "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
+            env,
             stderr=subprocess.DEVNULL,
-            start_new_session=True,
         )
         misses = 0
         try:
@@ -252,7 +246,7 @@ def main() -> None:
                 browser.close()
         finally:
             sandbox.set_latency(0)
-            _stop(server)
+            stop_server(server)
             drop_database(url)
             site.close()
         print(f"landed and stated what happened: {args.runs - misses}/{args.runs}")

@@ -35,7 +35,6 @@ import hmac
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -45,7 +44,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _support import create_database, drop_database, free_port, wait_http
+from _support import (
+    create_database,
+    drop_database,
+    free_port,
+    load_average,
+    start_server,
+    stop_server,
+    wait_http,
+)
 from fastapi import FastAPI, Request  # module level: the endpoint's annotation must resolve
 from fastapi.responses import JSONResponse
 
@@ -208,22 +215,6 @@ def run_load(name: str, url: str, payloads: list[bytes], args: argparse.Namespac
     return asyncio.run(load(name, url, payloads[args.warmup :], args.concurrency, args.max_seconds))
 
 
-def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
-
 def bench_precancel(backend: str, args: argparse.Namespace) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         url = create_database(backend, Path(tmp))
@@ -240,7 +231,7 @@ def bench_precancel(backend: str, args: argparse.Namespace) -> Result:
             [*cli, "apps", "create", "bench", "--json"], env=env, capture_output=True, check=True
         )
         app = json.loads(created.stdout)
-        server = start([*cli, "serve", "--host", "127.0.0.1", "--port", str(port)], env)
+        server = start_server([*cli, "serve", "--host", "127.0.0.1", "--port", str(port)], env)
         try:
             base = f"http://127.0.0.1:{port}"
             wait_http(f"{base}/js/stayflow.js")
@@ -258,14 +249,14 @@ def bench_precancel(backend: str, args: argparse.Namespace) -> Result:
             if result.ok and not listed["data"]:
                 raise SystemExit("precancel answered but no session was stored")
         finally:
-            stop(server)
+            stop_server(server)
             drop_database(url)
         return result
 
 
 def bench_bare(args: argparse.Namespace) -> Result:
     port = free_port()
-    proc = start(
+    proc = start_server(
         [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(port)], {**os.environ}
     )
     try:
@@ -275,7 +266,7 @@ def bench_bare(args: argparse.Namespace) -> Result:
             "bare FastAPI (async, parses)", f"http://127.0.0.1:{port}/precancel", payloads, args
         )
     finally:
-        stop(proc)
+        stop_server(proc)
 
 
 def main() -> None:
@@ -296,6 +287,7 @@ def main() -> None:
         f"requests={args.requests} concurrency={args.concurrency} cores={os.cpu_count()} "
         f"(client and servers share the machine)"
     )
+    print(f"before: {load_average()}")
     # Bare before and after every precancel run: each ratio is against their mean, so a
     # machine that gets busier or quieter during the run skews it less.
     first = bench_bare(args)
@@ -317,6 +309,7 @@ def main() -> None:
             f"  precancel ({backend}) / bare (mean of the two bare runs, {reference:.0f} req/s): "
             f"{ratio:.0%} ({verdict} the 40% goal)"
         )
+    print(f"after: {load_average()}")
     if "postgres" in args.backends:
         print(
             "  note: PostgreSQL's group commit is NOT durable (synchronous_commit off): a "

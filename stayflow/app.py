@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import Receive, Scope, Send
 
 from stayflow import __version__
 from stayflow.admin.endpoints import install as install_admin
@@ -20,10 +21,13 @@ from stayflow.apps.endpoints import router as apps_router
 from stayflow.attribution.endpoints import router as attribution_router
 from stayflow.billing.actions.endpoints import router as billing_actions_router
 from stayflow.billing.endpoints import router as billing_router
+from stayflow.cancel_sessions.appcache import PrecancelApps
 from stayflow.cancel_sessions.endpoints import MAX_BODY_BYTES as PRECANCEL_MAX_BYTES
+from stayflow.cancel_sessions.endpoints import Precancel
 from stayflow.cancel_sessions.endpoints import admin_router as cancel_sessions_admin_router
 from stayflow.cancel_sessions.endpoints import public_router as precancel_router
-from stayflow.cancel_sessions.fastpath import PrecancelRoute
+from stayflow.cancel_sessions.fastpath import PrecancelRoute, handles
+from stayflow.cancel_sessions.writer import SessionWriter
 from stayflow.crypto import Encryptor
 from stayflow.db import make_engine, make_session_factory
 from stayflow.enrichment.endpoints import router as enrichment_router
@@ -108,7 +112,27 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal", "internal error; the request id is in X-Request-ID")
 
 
-def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
+class StayflowAPI(FastAPI):
+    """FastAPI, with precancel's own route in front of the middleware stack.
+
+    ``POST /precancel`` (every click on a Cancel link) goes to ``precancel_route``, which
+    does the middleware's work itself (see cancel_sessions/fastpath.py); set it to None and
+    the request takes the framework's way like every other.
+    """
+
+    precancel_route: PrecancelRoute | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.precancel_route
+        if route is not None and handles(scope):
+            await route(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(
+    settings: Settings, *, run_worker: bool = False, precancel_fast_path: bool = True
+) -> FastAPI:
     """Build the app. ``run_worker`` runs an in-process job worker for its lifetime."""
     settings = settings.ensure_secret_key()
     engine = make_engine(settings)
@@ -136,7 +160,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
                 worker.stop()
             engine.dispose()
 
-    app = FastAPI(
+    app = StayflowAPI(
         title="stayflow",
         version=__version__,
         description="Cancel flows and retention for Stripe Billing, self-hosted.",
@@ -155,10 +179,14 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.state.worker = None
     install_error_handlers(app)
     install_openapi(app)
-    # Precancel's own route, innermost of the middleware: input limits, the request id and
-    # metrics still wrap it; it runs in front of the router (see cancel_sessions/fastpath.py).
-    app.add_middleware(PrecancelRoute)
-    # Inside the request-id middleware (refusals get an id too), outside precancel's route.
+    app.state.precancel_apps = PrecancelApps(session_factory, app.state.encryptor)
+    app.state.precancel_writer = SessionWriter(engine)
+    app.state.precancel = Precancel(settings, app.state.precancel_apps, app.state.precancel_writer)
+    if precancel_fast_path:
+        # In front of the middleware below: it does their work itself, with the same
+        # functions (cancel_sessions/fastpath.py).
+        app.precancel_route = PrecancelRoute(app.state.precancel, app.state.metrics)
+    # Inside the request-id middleware (refusals get an id too).
     app.add_middleware(
         InputLimits,
         caps=[

@@ -44,7 +44,7 @@ def many(form: FormData, name: str) -> list[str]:
 
 
 def _set(item: dict[str, Any], key: str, value: Any) -> None:
-    if value in (None, "", []):
+    if value in (None, "", [], {}):
         item.pop(key, None)
     else:
         item[key] = value

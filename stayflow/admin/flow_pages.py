@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 import yaml
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from stayflow.admin import flow_forms
@@ -325,7 +326,12 @@ def _document_for(db: Session, page: AppPage, source: str) -> tuple[FlowsDocumen
             return FlowsDocument.model_validate(found.document), "draft"
     elif source.isdigit():
         version = _version(db, page, int(source))
-        return FlowsDocument.model_validate(version.document), source
+        try:
+            return FlowsDocument.model_validate(version.document), source
+        except ValidationError as exc:
+            raise AdminPageError(
+                400, Message("This version can no longer be shown: %(reason)s", reason=str(exc))
+            ) from exc
     doc, _ = service.current(db, app)
     return doc, "live"
 

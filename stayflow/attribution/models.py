@@ -110,6 +110,9 @@ class AttributionState(Base):
     webhook_events_through: Mapped[int] = mapped_column(BigInteger, default=0)
     # Mirror rows written after this (wall clock) have not been judged yet.
     judged_through: Mapped[datetime | None] = mapped_column(default=None)
+    # Customers stored since (wall clock, like ``synced_at``) are looked at for coupons named
+    # only by id; the scan is indexed by (app_pk, synced_at), not over every customer.
+    coupons_checked_through: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class ExchangeRate(Base):

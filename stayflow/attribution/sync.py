@@ -234,6 +234,7 @@ def _customers(
     discounts: CustomerDiscounts,
     now: int,
     result: SyncResult,
+    coupons_since: datetime | None,
 ) -> None:
     """Customer-level discounts: apply the changes events brought; retrieve a customer the
     mirror lacks (one request each) when it owns a watched subscription; then read each coupon
@@ -259,7 +260,7 @@ def _customers(
         coupon = mirror_service.expanded_coupon(raw.get("discount"))
         if coupon is not None:
             coupons[str(coupon["id"])] = coupon  # read with the customer: not again
-    named = mirror_repository.customers_naming_coupons(db, app_pk, MAX_RETRIEVES)
+    named = mirror_repository.customers_naming_coupons(db, app_pk, coupons_since, MAX_RETRIEVES)
     for coupon_id in sorted(set(named.values()) - set(coupons))[:MAX_COUPONS]:
         result.requests += 1
         try:
@@ -313,7 +314,10 @@ def sync(
             db, app_pk, state.judged_through or started - timedelta(days=3650)
         )
         _retrieve(db, app_pk, provider, sorted(set(unseen) | set(unexpanded)), now_epoch, result)
-        _customers(db, app_pk, provider, discounts, now_epoch, result)
+        _customers(
+            db, app_pk, provider, discounts, now_epoch, result, state.coupons_checked_through
+        )
+        state.coupons_checked_through = started
     judged = service.judge_changed(db, app_pk, now)
     result.judged, result.changed = judged.judged, judged.changed
     state.last_sync_at = now

@@ -11,7 +11,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,6 +32,22 @@ class AppInfo:
     app_id: str
     secret: str
     settings: CancelFlowSettings
+    # Worked out once per cached settings, not per request (precancel's profile showed the
+    # redirect hosts, parsed from the origins, on every call).
+    redirect_hosts: tuple[str, ...] = field(init=False)
+    session_lifetime: timedelta = field(init=False)
+    abandon_after: timedelta = field(init=False)
+
+    def __post_init__(self) -> None:
+        settings = self.settings
+        object.__setattr__(self, "redirect_hosts", settings.redirect_hosts())
+        object.__setattr__(
+            self, "session_lifetime", timedelta(minutes=settings.session_expiry_minutes)
+        )
+        object.__setattr__(self, "abandon_after", timedelta(minutes=settings.abandon_after_minutes))
+
+    def redirect_allowed(self, url: str) -> bool:
+        return self.settings.redirect_allowed(url, self.redirect_hosts)
 
 
 class PrecancelApps:

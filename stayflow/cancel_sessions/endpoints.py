@@ -7,7 +7,7 @@ import logging
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -31,6 +31,7 @@ from stayflow.cancel_sessions.writer import SessionWriter
 from stayflow.db import utcnow
 from stayflow.deps import DB, CurrentApp, SettingsDep
 from stayflow.errors import BadRequest, NotFound
+from stayflow.settings import Settings
 
 log = logging.getLogger("stayflow.precancel")
 public_router = APIRouter(tags=["precancel"])
@@ -50,14 +51,16 @@ _PRECANCEL_BODY = {
 }
 
 
-async def read_json_body(request: Request) -> Any:
-    body = await request.body()
+def parse_body(body: bytes) -> dict[str, Any]:
     if len(body) > MAX_BODY_BYTES:
         raise service.PrecancelRejected(f"the body is larger than {MAX_BODY_BYTES} bytes")
     try:
-        return json.loads(body)
+        parsed = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise service.PrecancelRejected("the body must be a JSON object") from exc
+    if not isinstance(parsed, dict):
+        raise service.PrecancelRejected("the body must be a JSON object")
+    return parsed
 
 
 def _cors_headers(origin: str | None, allowed: bool) -> dict[str, str]:
@@ -69,30 +72,99 @@ def _cors_headers(origin: str | None, allowed: bool) -> dict[str, str]:
     return headers
 
 
+class Precancel:
+    """What precancel needs besides the request: the app cache, the writer, the base URL.
+
+    One per app (``app.state.precancel``), shared by the framework's route below and by
+    precancel's own route (``fastpath.py``), which both call ``start``.
+    """
+
+    def __init__(self, settings: Settings, apps: PrecancelApps, writer: SessionWriter) -> None:
+        self.base_url = settings.base_url
+        self.secret_key = settings.secret_key
+        self.apps = apps
+        self.writer = writer
+
+    async def app_info(self, app_id: Any) -> AppInfo | None:
+        if not isinstance(app_id, str) or not app_id or len(app_id) > 40:
+            return None
+        hit, info = self.apps.cached(app_id)
+        if hit:
+            return info
+        return await run_in_threadpool(self.apps.load, app_id)
+
+    async def start(self, body: bytes, origin: str | None, query_app: str | None) -> Answer:
+        """Check the request, store its session; the answer (200, or a refusal) to send.
+
+        Checks run on the event loop, the one INSERT in the writer's thread."""
+        info: AppInfo | None = None
+        try:
+            data = parse_body(body)
+            if query_app is not None and query_app != data.get("app_id"):
+                raise service.PrecancelRejected("app_id in the URL and in the body differ")
+            try:
+                parsed = PrecancelRequest.model_validate(data)
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                where = ".".join(str(p) for p in error.get("loc", ())) or "body"
+                raise service.PrecancelRejected(f"{where}: {error.get('msg', 'invalid')}") from exc
+            info = await self.app_info(parsed.app_id)
+            row, token = service.prepare_session(info, parsed, origin, utcnow())
+            try:
+                await self.writer.write(row)
+            except IntegrityError as exc:
+                # The app was deleted after its settings were cached (they live a few seconds
+                # in each process): its sessions' foreign key refuses the row.
+                raise service.UnknownApp("unknown app_id") from exc
+        except service.PrecancelRejected as exc:
+            allowed = info is not None and service.check_origin(info.settings, origin)
+            # The browser only falls back to the link's href: without this line a business
+            # whose origin or signature is wrong has nothing to look at.
+            log.warning(
+                "precancel.refused",
+                extra={
+                    "reason": exc.error_type,
+                    "detail": exc.message,
+                    "app_id": info.app_id if info is not None else None,
+                    "origin": origin,
+                    "status": exc.status_code,
+                },
+            )
+            return Answer(exc.status_code, exc.to_body(), allowed)
+        url = f"{self.base_url}/c/{token}"
+        content = {"valid": True, "url": url, "message": url, "session_id": row["session_id"]}
+        if row["embed_origin"]:
+            # The modal's frame proves it belongs to this session with this nonce.
+            content["embed_nonce"] = service.embed_nonce(self.secret_key, row["token_hash"])
+        return Answer(200, content, origin is not None)
+
+
+class Answer(NamedTuple):
+    status: int
+    content: dict[str, Any]
+    # Whether the request's origin may read the answer (CORS headers echo it).
+    cors: bool
+
+
+def precancel_state(state: Any) -> Precancel:
+    """The app's ``Precancel``, made on first use (an app built without ``create_app``)."""
+    found: Precancel | None = getattr(state, "precancel", None)
+    if found is None:
+        apps = getattr(state, "precancel_apps", None) or PrecancelApps(
+            state.session_factory, state.encryptor
+        )
+        writer = getattr(state, "precancel_writer", None) or SessionWriter(state.engine)
+        state.precancel_apps, state.precancel_writer = apps, writer
+        found = state.precancel = Precancel(state.settings, apps, writer)
+    return found
+
+
 def _apps(request: Request) -> PrecancelApps:
-    cache: PrecancelApps | None = getattr(request.app.state, "precancel_apps", None)
-    if cache is None:
-        cache = PrecancelApps(request.app.state.session_factory, request.app.state.encryptor)
-        request.app.state.precancel_apps = cache
-    return cache
+    return precancel_state(request.app.state).apps
 
 
 async def _app_info(request: Request, app_id: Any) -> AppInfo | None:
-    if not isinstance(app_id, str) or not app_id or len(app_id) > 40:
-        return None
-    cache = _apps(request)
-    hit, info = cache.cached(app_id)
-    if hit:
-        return info
-    return await run_in_threadpool(cache.load, app_id)
-
-
-def _writer(request: Request) -> SessionWriter:
-    writer: SessionWriter | None = getattr(request.app.state, "precancel_writer", None)
-    if writer is None:
-        writer = SessionWriter(request.app.state.engine)
-        request.app.state.precancel_writer = writer
-    return writer
+    return await precancel_state(request.app.state).app_info(app_id)
 
 
 @public_router.post(
@@ -109,57 +181,13 @@ def _writer(request: Request) -> SessionWriter:
     openapi_extra=_PRECANCEL_BODY,
 )
 async def precancel(request: Request) -> JSONResponse:
-    """The hot path: checks run on the event loop, the one INSERT in a worker thread."""
+    """The framework's route; ``POST /precancel`` normally takes precancel's own route
+    (``fastpath.py``), which answers the same bytes (tests/cancel_flow/test_fastpath.py)."""
     origin = request.headers.get("origin")
-    info: AppInfo | None = None
-    try:
-        body = await read_json_body(request)
-        if not isinstance(body, dict):
-            raise service.PrecancelRejected("the body must be a JSON object")
-        query_app = request.query_params.get("app_id")
-        if query_app is not None and query_app != body.get("app_id"):
-            raise service.PrecancelRejected("app_id in the URL and in the body differ")
-        try:
-            parsed = PrecancelRequest.model_validate(body)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(p) for p in error.get("loc", ())) or "body"
-            raise service.PrecancelRejected(f"{where}: {error.get('msg', 'invalid')}") from exc
-        info = await _app_info(request, parsed.app_id)
-        row, token = service.prepare_session(info, parsed, origin, utcnow())
-        try:
-            await _writer(request).write(row)
-        except IntegrityError as exc:
-            # The app was deleted after its settings were cached (they live a few seconds
-            # in each process): its sessions' foreign key refuses the row.
-            raise service.UnknownApp("unknown app_id") from exc
-    except service.PrecancelRejected as exc:
-        allowed = info is not None and service.check_origin(info.settings, origin)
-        # The browser only falls back to the link's href: without this line a business
-        # whose origin or signature is wrong has nothing to look at.
-        log.warning(
-            "precancel.refused",
-            extra={
-                "reason": exc.error_type,
-                "detail": exc.message,
-                "app_id": info.app_id if info is not None else None,
-                "origin": origin,
-                "status": exc.status_code,
-            },
-        )
-        return JSONResponse(exc.to_body(), exc.status_code, headers=_cors_headers(origin, allowed))
-    base_url = request.app.state.settings.base_url
-    url = f"{base_url}/c/{token}"
-    payload: dict[str, Any] = {
-        "valid": True,
-        "url": url,
-        "message": url,
-        "session_id": row["session_id"],
-    }
-    if row["embed_origin"]:
-        secret_key = request.app.state.settings.secret_key
-        payload["embed_nonce"] = service.embed_nonce(secret_key, row["token_hash"])
-    return JSONResponse(payload, headers=_cors_headers(origin, origin is not None))
+    answer = await precancel_state(request.app.state).start(
+        await request.body(), origin, request.query_params.get("app_id")
+    )
+    return JSONResponse(answer.content, answer.status, headers=_cors_headers(origin, answer.cors))
 
 
 @public_router.options("/precancel", include_in_schema=False)
@@ -174,6 +202,7 @@ async def precancel_preflight(request: Request) -> Response:
     """
     origin = request.headers.get("origin")
     app_id = request.query_params.get("app_id")
+    info: AppInfo | None = None
     if app_id is None:
         allowed = bool(origin)
     else:
@@ -184,7 +213,11 @@ async def precancel_preflight(request: Request) -> Response:
         log.warning(
             "precancel.preflight_refused",
             extra={
-                "reason": "unknown_app" if info is None else "origin_not_allowed",
+                "reason": "no_origin"
+                if not origin
+                else "unknown_app"
+                if info is None
+                else "origin_not_allowed",
                 "app_id": info.app_id if info is not None else None,
                 "origin": origin,
             },

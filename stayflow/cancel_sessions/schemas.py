@@ -152,6 +152,11 @@ class CancelSessionOut(BaseModel):
     experience_id: str | None
     experiment_id: str | None
     variant_id: str | None
+    flow_version: int | None = Field(
+        default=None,
+        description="The flows version (GET /api/v1/flows/versions/{n}) the page was built "
+        "from; None until the page is first opened.",
+    )
     offers_shown: list[str]
     reason_id: str | None
     reason_feedback: str | None

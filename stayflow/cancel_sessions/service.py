@@ -13,7 +13,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, update
@@ -188,12 +188,12 @@ def prepare_session(
     urls: dict[str, str | None] = {}
     for name in ("save_return_url", "cancel_confirmation_url"):
         given = getattr(request, name)
-        if given is not None and not settings.redirect_allowed(given):
+        if given is not None and not app.redirect_allowed(given):
             raise RedirectNotAllowed(f"{name} is not on the app's allowed redirect domains")
         # The request's URL, else the app's default, else None: stayflow's result page.
         urls[name] = given or getattr(settings, name)
     for name, url in offer_return_urls(request.model_extra or {}, request.custom).items():
-        if not isinstance(url, str) or not settings.redirect_allowed(url):
+        if not isinstance(url, str) or not app.redirect_allowed(url):
             raise RedirectNotAllowed(f"{name} is not on the app's allowed redirect domains")
     # The body's size is capped before parsing, which bounds the stored fields too.
     fields = request.model_dump(exclude={"auth_hash", "signed_fields", "mode"}, exclude_none=True)
@@ -219,8 +219,8 @@ def prepare_session(
         "flow": {},
         "offers_shown": [],
         "created_at": now,
-        "expires_at": now + timedelta(minutes=settings.session_expiry_minutes),
-        "abandon_at": now + timedelta(minutes=settings.abandon_after_minutes),
+        "expires_at": now + app.session_lifetime,
+        "abandon_at": now + app.abandon_after,
     }
     return row, token
 

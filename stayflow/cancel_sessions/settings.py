@@ -131,8 +131,16 @@ class CancelFlowSettings(BaseModel):
             raise ValueError(f"{value!r}: only localhost may use http; use https")
         return value.strip()
 
-    def redirect_allowed(self, url: str) -> bool:
-        """Is ``url`` an absolute http(s) URL on an allowed host? (no open redirects)"""
+    def redirect_hosts(self) -> tuple[str, ...]:
+        """The hosts (``*.`` patterns too) redirects may point to: the allowed redirect
+        domains and the allowed origins' hosts. Precancel keeps these per cached app."""
+        hosts = {urlsplit(o).hostname or "" for o in self.allowed_origins}
+        return (*self.allowed_redirect_domains, *sorted(hosts))
+
+    def redirect_allowed(self, url: str, hosts: tuple[str, ...] | None = None) -> bool:
+        """Is ``url`` an absolute http(s) URL on an allowed host? (no open redirects)
+
+        ``hosts``: ``redirect_hosts()`` computed before, for these settings."""
         try:
             parts = urlsplit(url)
             host = (parts.hostname or "").lower().rstrip(".")
@@ -142,8 +150,7 @@ class CancelFlowSettings(BaseModel):
             return False
         if parts.scheme == "http" and host not in LOCAL_HOSTS:
             return False
-        hosts = {urlsplit(o).hostname or "" for o in self.allowed_origins}
-        for allowed in [*self.allowed_redirect_domains, *hosts]:
+        for allowed in self.redirect_hosts() if hosts is None else hosts:
             if allowed.startswith("*."):
                 if host.endswith(allowed[1:]):
                     return True

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, insert
+from sqlalchemy import Connection, Dialect, Engine, Table, insert
 
 from stayflow.cancel_sessions.models import CancelSession
 
@@ -50,18 +51,79 @@ class _Failed(Exception):
         self.error = error
 
 
+class _DriverInsert:
+    """``INSERT INTO cancel_sessions`` for rows with the given keys, as the driver takes it.
+
+    SQLAlchemy's ``execute(insert(...), rows)`` rebuilds every row's parameters through the
+    compiled statement on each call; under load that was most of the writer's own time.
+    Here the SQL text is made once, and each value goes through the same bind processor
+    SQLAlchemy would use (JSON, aware UTC datetimes, booleans), so the stored values are
+    the same (tests/cancel_flow/test_writer.py compares them with an ORM insert). Columns the
+    row leaves out get their Python-side default, as SQLAlchemy gives them.
+    """
+
+    def __init__(self, dialect: Dialect, keys: tuple[str, ...]) -> None:
+        table = cast(Table, CancelSession.__table__)
+        unknown = [key for key in keys if key not in table.c]
+        if unknown:
+            raise ValueError(f"not columns of {table.name}: {unknown}")
+        self.keys = keys
+        self.defaulted = [
+            column
+            for column in table.c
+            if column.key not in keys and not column.primary_key and column.default is not None
+        ]
+        for column in self.defaulted:
+            made = column.default
+            if made is None or not (made.is_scalar or made.is_callable):
+                raise ValueError(f"{column.key}: only scalar or callable defaults are filled")
+        # SQLAlchemy writes the SQL (casts and all), once: the same text as its own insert.
+        # inline: no RETURNING of the new id (nobody reads it).
+        compiled = insert(table).inline().compile(dialect=dialect, column_keys=list(keys))
+        self.sql = str(compiled)
+        names = [*keys, *(column.key for column in self.defaulted)]
+        bound = list(compiled.positiontup or []) if compiled.positional else list(compiled.binds)
+        if sorted(bound) != sorted(names):
+            raise ValueError(f"the compiled insert binds {bound}, not {names}")
+        self.positional = compiled.positional
+        self.names = bound if compiled.positional else names
+        processors = {
+            column.key: column.type.dialect_impl(dialect).bind_processor(dialect)
+            for column in table.c
+            if column.key in names
+        }
+        self.processors = [(name, processors[name]) for name in self.names]
+
+    def values(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        given = dict(row)
+        for column in self.defaulted:
+            default: Any = column.default
+            given[column.key] = default.arg(None) if default.is_callable else default.arg
+        if self.positional:
+            return tuple(
+                given[name] if process is None else process(given[name])
+                for name, process in self.processors
+            )
+        return {
+            name: given[name] if process is None else process(given[name])
+            for name, process in self.processors
+        }
+
+
 class SessionWriter:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._statement = insert(CancelSession)
+        self._inserts: dict[tuple[str, ...], _DriverInsert] = {}
         # Rows cross between the event loop and the thread in groups, both ways: what one
-        # turn of a loop wrote is handed over at once (one wake-up of the thread, not one
-        # per row), and a batch's answers go back in one call per loop (one wake-up of the
-        # loop). Each wake-up is a system call, which the profile showed per request.
-        self._queue: queue.Queue[list[_Pending]] = queue.Queue()
+        # turn of a loop wrote is handed over at once, and a batch's answers go back in one
+        # call per loop (one wake-up of the loop). The thread is woken only when it waits
+        # for work: while it commits a batch, rows just queue up behind it. Each wake-up is a
+        # system call and a fight for the GIL, which the profile showed per request.
+        self._queue: deque[_Pending] = deque()
         self._gathering: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
-        self._carried: list[_Pending] = []  # taken from the queue beyond MAX_BATCH
         self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._waiting = False  # the thread sleeps on ``_work`` (under ``_lock``)
         self._thread: threading.Thread | None = None
 
     async def write(self, row: dict[str, Any]) -> None:
@@ -77,39 +139,44 @@ class SessionWriter:
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         group = self._gathering.pop(loop, None)
-        if group:
-            self._queue.put(group)
-            self._ensure_thread()
-
-    def _ensure_thread(self) -> None:
+        if not group:
+            return
         with self._lock:
+            self._queue.extend(group)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="stayflow-precancel-writer", daemon=True
                 )
                 self._thread.start()
+            elif self._waiting:
+                self._waiting = False
+                self._work.notify()
+
+    def _next_batch(self) -> list[_Pending] | None:
+        """Up to MAX_BATCH queued rows; waits for some, None after IDLE_SECONDS without."""
+        with self._lock:
+            if not self._queue:
+                deadline = time.monotonic() + IDLE_SECONDS
+                while not self._queue:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        # Under the lock: a writer that queues from now on starts a thread.
+                        self._thread = None
+                        return None
+                    self._waiting = True
+                    self._work.wait(left)
+                    self._waiting = False
+            queued = self._queue
+            count = min(len(queued), MAX_BATCH)
+            return [queued.popleft() for _ in range(count)]
 
     def _run(self) -> None:
         conn: Connection | None = None
         try:
             while True:
-                batch, self._carried = self._carried, []
-                if not batch:
-                    try:
-                        batch = self._queue.get(timeout=IDLE_SECONDS)
-                    except queue.Empty:
-                        with self._lock:
-                            # Re-check under the lock: a writer may have queued just now.
-                            if self._queue.empty():
-                                self._thread = None
-                                return
-                        continue
-                while len(batch) < MAX_BATCH:
-                    try:
-                        batch.extend(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                batch, self._carried = batch[:MAX_BATCH], batch[MAX_BATCH:]
+                batch = self._next_batch()
+                if batch is None:
+                    return
                 conn = self._commit(conn, batch)
         finally:
             if conn is not None:
@@ -135,7 +202,7 @@ class SessionWriter:
                 conn = self._connect()
             try:
                 with conn.begin():
-                    conn.execute(self._statement, rows)
+                    self._execute(conn, rows)
                 return conn
             except Exception as exc:
                 broken = conn.invalidated or conn.closed
@@ -146,6 +213,18 @@ class SessionWriter:
                     continue  # lost while idle (a database restart): once more, on a new one
                 raise _Failed(conn, exc) from exc
         raise AssertionError("unreachable")
+
+    def _execute(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """One executemany of one INSERT per set of keys (precancel's rows all have the
+        same), the values already in the driver's terms."""
+        by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            by_keys.setdefault(tuple(row), []).append(row)
+        for keys, group in by_keys.items():
+            statement = self._inserts.get(keys)
+            if statement is None:
+                statement = self._inserts[keys] = _DriverInsert(conn.dialect, keys)
+            conn.exec_driver_sql(statement.sql, [statement.values(row) for row in group])
 
     def _commit(self, conn: Connection | None, batch: list[_Pending]) -> Connection | None:
         try:

@@ -101,7 +101,13 @@ def working(db: Session, app: App) -> tuple[dict[str, Any], bool]:
 def canonical(document: dict[str, Any] | None) -> dict[str, Any]:
     """A stored document in the normalized key order (PostgreSQL's JSONB does not keep it),
     so diffs show what changed rather than how keys were stored."""
-    return FlowsDocument.model_validate(document).normalized() if document else {}
+    if not document:
+        return {}
+    try:
+        return FlowsDocument.model_validate(document).normalized()
+    except ValidationError:
+        # An old version that today's schema no longer reads: shown as it was stored.
+        return dict(document)
 
 
 def document_for_app_pk(db: Session, app_pk: int) -> FlowsDocument:

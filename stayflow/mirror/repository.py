@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -345,11 +346,12 @@ def get_customers(db: Session, app_pk: int, customer_ids: list[str]) -> dict[str
     return found
 
 
-def customers_naming_coupons(db: Session, app_pk: int, limit: int) -> dict[str, str]:
-    """Customers whose discount names its coupon only by id: customer id -> coupon id.
-
-    The JSON test runs in the database (a scan of the app's customers, no rows brought over).
-    """
+def customers_naming_coupons(
+    db: Session, app_pk: int, since: datetime | None, limit: int
+) -> dict[str, str]:
+    """Customers stored after ``since`` (all when None) whose discount names its coupon only
+    by id: customer id -> coupon id. The JSON test runs in the database on the rows the
+    (app_pk, synced_at) index finds."""
     path: Any
     condition: Any
     if db.get_bind().dialect.name == "postgresql":
@@ -361,11 +363,11 @@ def customers_naming_coupons(db: Session, app_pk: int, limit: int) -> dict[str, 
     else:
         path = func.json_extract(MirrorCustomer.raw, "$.discount.source.coupon")
         condition = func.json_type(MirrorCustomer.raw, "$.discount.source.coupon") == "text"
+    query = select(MirrorCustomer.customer_id, path).where(MirrorCustomer.app_pk == app_pk)
+    if since is not None:
+        query = query.where(MirrorCustomer.synced_at > since)
     rows = db.execute(
-        select(MirrorCustomer.customer_id, path)
-        .where(MirrorCustomer.app_pk == app_pk, condition)
-        .order_by(MirrorCustomer.customer_id)
-        .limit(limit)
+        query.where(condition).order_by(MirrorCustomer.customer_id).limit(limit)
     ).all()
     return {customer_id: str(coupon) for customer_id, coupon in rows}
 

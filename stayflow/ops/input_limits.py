@@ -132,8 +132,75 @@ def check_target(path: str, query_string: bytes) -> str | None:
     return None
 
 
+def head_refusal(
+    path: str, query_string: bytes, length_header: bytes | None, cap: int
+) -> tuple[Refusal, bool] | None:
+    """What is wrong before the body is read: (refusal, body left unread), or None."""
+    why = check_target(path, query_string)
+    if why is not None:
+        return Refusal(400, "invalid_request", why), False
+    if length_header is not None:
+        try:
+            length = int(length_header)
+        except ValueError:
+            return Refusal(400, "invalid_request", "Content-Length is not a number"), False
+        if length > cap:
+            return _too_large(cap), True
+    return None
+
+
+async def read_capped(receive: Receive, cap: int) -> bytes | Refusal | None:
+    """The whole body, or a 413 refusal as soon as it passes ``cap`` (the rest left unread),
+    or None when the client went away."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        return None
+    body = message.get("body", b"")
+    if len(body) > cap:
+        return _too_large(cap)
+    if not message.get("more_body", False):
+        return bytes(body)  # one message: the common case, no copy into a buffer
+    buffer = bytearray(body)
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        buffer.extend(message.get("body", b""))
+        if len(buffer) > cap:
+            return _too_large(cap)
+        more = message.get("more_body", False)
+    return bytes(buffer)
+
+
+def refusal_answer(
+    path: str, refusal: Refusal, envelope: dict[str, Any] | None, *, unread_body: bool
+) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """Log a refusal; the headers and JSON body that answer it."""
+    log.info(
+        "http.refused",
+        extra={"path": path, "status": refusal.status, "reason": refusal.message},
+    )
+    content: dict[str, Any] = dict(envelope or {})
+    if "valid" in content:  # precancel: Brightback's refusal shape, beside our error
+        content["message"] = refusal.message
+    content["error"] = {"type": refusal.type, "message": refusal.message}
+    payload = json.dumps(content).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
+    if unread_body:
+        # The rest of the body was never read: the connection cannot be reused.
+        headers.append((b"connection", b"close"))
+    return headers, payload
+
+
 class InputLimits:
-    """The ASGI middleware: refuse what no route may see (see the module docstring)."""
+    """The ASGI middleware: refuse what no route may see (see the module docstring).
+
+    Precancel's own route runs the same checks through the functions above
+    (``head_refusal``, ``read_capped``, ``check_body``, ``refusal_answer``)."""
 
     def __init__(
         self,
@@ -157,74 +224,49 @@ class InputLimits:
                 return cap
         return self.default_cap
 
+    def envelope_for(self, path: str) -> dict[str, Any] | None:
+        for prefix, envelope in self.envelopes:
+            if path.startswith(prefix):
+                return envelope
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        why = check_target(path, scope.get("query_string", b""))
-        if why is not None:
-            await self._refuse(scope, send, Refusal(400, "invalid_request", why))
-            return
+        # Like a dict of the headers: the last of a repeated header counts.
         headers = {name: value for name, value in scope.get("headers", [])}
         length_header = headers.get(b"content-length")
         chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+        cap = self.cap_for(path)
+        refused = head_refusal(path, scope.get("query_string", b""), length_header, cap)
+        if refused is not None:
+            await self._refuse(scope, send, refused[0], unread_body=refused[1])
+            return
         if length_header is None and not chunked:
             await self.app(scope, receive, send)
             return
-        cap = self.cap_for(path)
-        if length_header is not None:
-            try:
-                length = int(length_header)
-            except ValueError:
-                await self._refuse(
-                    scope, send, Refusal(400, "invalid_request", "Content-Length is not a number")
-                )
-                return
-            if length > cap:
-                await self._refuse(scope, send, _too_large(cap), unread_body=True)
-                return
-        body = bytearray()
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body.extend(message.get("body", b""))
-            if len(body) > cap:
-                await self._refuse(scope, send, _too_large(cap), unread_body=True)
-                return
-            more = message.get("more_body", False)
+        body = await read_capped(receive, cap)
+        if body is None:
+            return
+        if isinstance(body, Refusal):
+            await self._refuse(scope, send, body, unread_body=True)
+            return
         content_type = headers.get(b"content-type", b"").decode("latin-1")
-        why = check_body(bytes(body), content_type, self.max_depth)
+        why = check_body(body, content_type, self.max_depth)
         if why is not None:
             await self._refuse(scope, send, Refusal(400, "invalid_request", why))
             return
-        await self.app(scope, _replay(bytes(body), receive), send)
+        await self.app(scope, _replay(body, receive), send)
 
     async def _refuse(
         self, scope: Scope, send: Send, refusal: Refusal, *, unread_body: bool = False
     ) -> None:
-        log.info(
-            "http.refused",
-            extra={"path": scope["path"], "status": refusal.status, "reason": refusal.message},
+        path = scope["path"]
+        headers, payload = refusal_answer(
+            path, refusal, self.envelope_for(path), unread_body=unread_body
         )
-        content: dict[str, Any] = {}
-        for prefix, envelope in self.envelopes:
-            if scope["path"].startswith(prefix):
-                content.update(envelope)
-                break
-        if "valid" in content:  # precancel: Brightback's refusal shape, beside our error
-            content["message"] = refusal.message
-        content["error"] = {"type": refusal.type, "message": refusal.message}
-        payload = json.dumps(content).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(payload)).encode()),
-        ]
-        if unread_body:
-            # The rest of the body was never read: the connection cannot be reused.
-            headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 

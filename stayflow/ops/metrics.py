@@ -33,6 +33,11 @@ class JobsCollector(Collector):
         yield family
 
 
+MAX_CACHED_CHILDREN = 2000
+# The route label of a request no route took (refused at the edge, or no such path).
+UNMATCHED = "unmatched"
+
+
 class Metrics:
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -50,13 +55,26 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.registry.register(JobsCollector(session_factory))
+        # The labelled children, looked up once per (method, route, status): ``labels()``
+        # checks and locks on every call, which showed in precancel's profile. Routes are
+        # templates (or "unmatched"), so the keys are few.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, method: str, route: str, status: int, started: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(time.perf_counter() - started)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            if len(self._children) < MAX_CACHED_CHILDREN:
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
 
 
 def route_template(scope: MutableMapping[str, Any]) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return str(path) if path else "unmatched"
+    return str(path) if path else UNMATCHED

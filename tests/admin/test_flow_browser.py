@@ -188,6 +188,7 @@ def test_build_preview_publish_roll_back_and_roles(
     page.get_by_label("Headline", exact=True).fill(
         "Stay, {{ first_name | default('friend') }}: 25% off"
     )
+    page.get_by_text("Copy in FR").click()  # a closed <details>
     page.get_by_label("Headline (FR)").fill("Restez, {{ first_name | default('ami') }} : -25 %")
     _shoot(browser, context.cookies(), page.url, shots / "02-offer-form.png")
     page.get_by_role("button", name="Save as draft").click()
@@ -202,11 +203,11 @@ def test_build_preview_publish_roll_back_and_roles(
 
     # Preview the draft as the mirrored subscriber, after the reason, in French and English.
     page.goto(f"{flow}/preview")
-    page.get_by_label("Flow").select_option("draft")
+    page.get_by_label("Flow", exact=True).select_option("draft")
     page.get_by_label("Sample subscription").select_option(sub.id)
     page.get_by_label("Fields the snippet sends (one per line)").fill("first_name: Ada")
     page.get_by_label("After the reason").select_option("too_expensive")
-    page.get_by_label("Language").select_option("fr")
+    page.get_by_label("Page language").select_option("fr")
     page.get_by_label("Width").select_option("phone")
     page.get_by_role("button", name="Show").click()
     page.wait_for_load_state()
@@ -214,7 +215,7 @@ def test_build_preview_publish_roll_back_and_roles(
     assert frame.get_by_role("heading", name="Restez, Ada : -25 %").is_visible()
     assert page.locator("iframe.preview-phone").bounding_box()["width"] == 390
     _shoot(browser, context.cookies(), page.url, shots / "04-preview-phone-frame.png")
-    page.get_by_label("Language").select_option("en")
+    page.get_by_label("Page language").select_option("en")
     page.get_by_label("Width").select_option("laptop")
     page.get_by_role("button", name="Show").click()
     page.wait_for_load_state()

@@ -124,6 +124,14 @@ def test_forms_save_a_draft_then_publish_as_a_version_by_the_user(browser_client
         "headline": "Take a break, {{ first_name | default('friend') }}",
         "duration": 2,
     }
+    # An experience saved with empty copy and branding keeps none of them (no "branding: {}").
+    _post(
+        editor,
+        f"{base}/experiences/new",
+        {"id": "default", "all_reasons": "1", "offers": "pause", "save": "publish"},
+        page=f"{base}/experiences/new",
+    )
+    assert _flow(api, owner)["flows"]["experiences"] == [{"id": "default", "offers": ["pause"]}]
     # Changing the type keeps nothing of the old type's fields.
     _post(
         editor,
@@ -198,6 +206,10 @@ def test_yaml_editor_history_diff_and_restore(browser_client, editor, owner):
     version = editor.client.get(f"{base}/history/2")
     assert "<del>-  button: Take 20% off</del>" in version.text
     assert "<ins>+  button: Keep 20% off</ins>" in version.text
+    # One line each (the template's trim_blocks once ran them together).
+    assert (
+        "<del>-  button: Take 20% off</del>\n<ins>+  button: Keep 20% off</ins>\n" in version.text
+    )
 
     restored = _post(editor, f"{base}/history/1/restore", {}, page=f"{base}/history/1")
     assert restored.status_code == 303

@@ -193,6 +193,8 @@ def test_a_session_keeps_the_version_it_was_shown(client, owner, session_factory
             db.execute(select(CancelSession.subscription_id, CancelSession.flow_version)).all()
         )
     assert shown == {"sub_first": 1, "sub_second": 2, "sub_unopened": None}
+    listed = client.get("/api/v1/cancel-sessions", headers=owner.headers).json()["data"]
+    assert {s["subscription_id"]: s["flow_version"] for s in listed} == shown
 
 
 def _cli(database_url: str, *args: str, input: str | None = None):
@@ -326,3 +328,24 @@ def test_the_migration_makes_each_apps_flows_its_version_1(backend, tmp_path):
         engine.dispose()
         if backend == "postgres":
             drop_pg_database(url)
+
+
+def test_a_version_todays_schema_no_longer_reads_is_shown_and_refused_not_a_500(
+    client, owner, session_factory
+):
+    """A version saved under an older schema (made here by writing the row directly, since
+    only a schema change produces it): shown as stored, a restore refused with the reason."""
+    from stayflow.apps.repository import get_app_by_public_id
+    from stayflow.db import transaction
+
+    client.put("/api/v1/flows", json=FLOWS, headers=owner.headers)
+    old = {"reasons": [{"id": "a", "label": "A", "retired_key": True}]}
+    with transaction(session_factory) as db:
+        app = get_app_by_public_id(db, owner.app_id)
+        assert app is not None
+        db.add(FlowVersion(app_pk=app.id, number=99, author="cli", document=old, diff=""))
+    shown = client.get("/api/v1/flows/versions/99", headers=owner.headers)
+    assert shown.status_code == 200 and shown.json()["flows"] == old
+    refused = client.post("/api/v1/flows/versions/99/restore", headers=owner.headers)
+    assert refused.status_code == 400 and "retired_key" in refused.json()["error"]["message"]
+    assert client.get("/api/v1/flows", headers=owner.headers).json()["version"] == 1

@@ -161,32 +161,34 @@ def test_unknown_apps_are_404_or_400(client, app_id):
     assert response.status_code in (400, 404) and response.json()["valid"] is False
 
 
-def _find_middleware(app, kind):
-    layer = app.middleware_stack
-    for _ in range(50):
-        if isinstance(layer, kind):
-            return layer
-        layer = getattr(layer, "app", None)
-    return None
-
-
 def test_precancel_takes_its_own_route_and_keeps_metrics(client, owner):
     from stayflow.cancel_sessions.fastpath import PrecancelRoute
 
     configure(client, owner)
-    assert client.get("/healthz").status_code == 200  # builds the stack; others pass through
-    route = _find_middleware(client.app, PrecancelRoute)
-    assert route is not None and route.active  # falls back to the router only if it must
+    route = client.app.precancel_route
+    assert isinstance(route, PrecancelRoute)
+    taken: list[str] = []
+
+    async def watched(scope, receive, send):  # the real route, counted
+        taken.append(scope["method"])
+        await route(scope, receive, send)
+
+    client.app.precancel_route = watched
     answer = client.post("/precancel", json=precancel_body(owner, subscription_id="sub_fast"))
     assert answer.status_code == 200 and answer.json()["valid"] is True
     assert len(answer.headers["x-request-id"]) == 32
     bad = client.post("/precancel", content=b"not json")
     assert bad.status_code == 400 and bad.json()["valid"] is False
+    assert taken == ["POST", "POST"]
     metrics = client.get("/metrics").text
     assert 'stayflow_http_requests_total{method="POST",route="/precancel",status="200"} 1.0' in (
         metrics
     )
+    assert 'stayflow_http_requests_total{method="POST",route="/precancel",status="400"} 1.0' in (
+        metrics
+    )
     assert client.get("/precancel").status_code == 405  # other methods: the router's answer
+    assert taken == ["POST", "POST"]
 
 
 def test_random_bytes_are_never_handed_out_twice_even_across_fork():
@@ -238,3 +240,46 @@ def test_writer_keeps_its_connection_settings_to_itself_and_survives_losing_it(
             conn.commit()
     asyncio.run(writer.write(row(app_pk, 2)))
     assert count(session_factory) == 2
+
+
+def test_the_writers_insert_stores_what_sqlalchemys_insert_stores(engine, session_factory, owner):
+    """The writer hands the driver values it made itself (one INSERT text, SQLAlchemy's bind
+    processors): column by column, the stored values must be those of SQLAlchemy's insert."""
+    from sqlalchemy import insert
+
+    with session_factory() as db:
+        app_pk = db.scalar(select(App.id).where(App.app_id == owner.app_id))
+    base = row(app_pk, 1)
+    full = {
+        **base,
+        "request_fields": {"custom": {"seats": 3, "name": "Zoë"}, "a.b": [1, None, 2.5]},
+        "signed_fields": {"plan": {"tier": "gold"}},
+        "locale": "fr",
+        "save_return_url": None,
+    }
+    cases = {"without signed_fields (its default)": base, "every field": full}
+    columns = [c.name for c in CancelSession.__table__.c if c.name not in ("id", "session_id")]
+    columns.remove("token_hash")
+    writer = SessionWriter(engine)
+    stored: dict[str, list[tuple]] = {}
+    for n, (name, values) in enumerate(cases.items()):
+        ours = {**values, "session_id": f"cs_ours{n}", "token_hash": f"ours{n}"}
+        theirs = {**values, "session_id": f"cs_theirs{n}", "token_hash": f"theirs{n}"}
+        asyncio.run(writer.write(ours))
+        with engine.begin() as conn:
+            conn.execute(insert(CancelSession), [theirs])
+        with engine.connect() as conn:
+            for who in ("ours", "theirs"):
+                stored[f"{name} {who}"] = list(
+                    conn.exec_driver_sql(
+                        f"SELECT {', '.join(columns)} FROM cancel_sessions "
+                        f"WHERE session_id = 'cs_{who}{n}'"
+                    ).one()
+                )
+        ours_row, theirs_row = stored[f"{name} ours"], stored[f"{name} theirs"]
+        assert ours_row == theirs_row, name
+    with session_factory() as db:
+        one = db.scalar(select(CancelSession).where(CancelSession.session_id == "cs_ours1"))
+        assert one.request_fields == full["request_fields"]
+        assert one.signed_fields == {"plan": {"tier": "gold"}}
+        assert one.created_at == full["created_at"] and one.created_at.tzinfo is not None

@@ -1,4 +1,5 @@
-"""billing_connections.webhook_events: the event types stayflow's managed endpoint asked for
+"""billing_connections.webhook_events: the event types stayflow's managed endpoint asked for;
+attribution_state.coupons_checked_through: customers looked at for coupons named only by id
 
 Revision ID: 0011_attr12
 Revises: 0011_flows14
@@ -12,6 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
+
+import stayflow.db
 
 revision: str = "0011_attr12"
 down_revision: str | None = "0011_reports15"
@@ -30,8 +33,16 @@ def upgrade() -> None:
                 nullable=True,
             )
         )
+    with op.batch_alter_table("attribution_state", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "coupons_checked_through", stayflow.db.UTCDateTime(timezone=True), nullable=True
+            )
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("attribution_state", schema=None) as batch_op:
+        batch_op.drop_column("coupons_checked_through")
     with op.batch_alter_table("billing_connections", schema=None) as batch_op:
         batch_op.drop_column("webhook_events")
