@@ -67,6 +67,15 @@ class Shots:
                 assert scroll <= viewport["width"] + 1, (name, scroll)
             context.close()
 
+    def current(self, page: Any, name: str) -> None:
+        """This page as it is now (e.g. a form's error answer), at both widths."""
+        for width, viewport in WIDTHS.items():
+            page.set_viewport_size(viewport)
+            path = self.folder / f"{len(self.taken) + 1:02d}-{name}-{width}.png"
+            page.screenshot(path=str(path), full_page=True)
+            self.taken.append(path)
+        page.set_viewport_size(WIDTHS["laptop"])
+
 
 @pytest.fixture
 def shots(browser: Any, tmp_path: Path) -> Iterator[Shots]:  # noqa: F811
@@ -198,7 +207,7 @@ def test_owner_journey(browser, admin_serve, host, sandbox, shots):  # noqa: F81
     assert page.get_by_role("alert").inner_text() == (
         "Too many failed sign-ins for this account. Try again in 15 minutes."
     )
-    shots.both([], page.url, "login-throttled")
+    shots.current(page, "login-throttled")
     _sign_in(page, url, "olga@example.com")
     page.wait_for_url(f"{url}/admin/apps/{app_id}")
     assert page.get_by_text("Not connected.").first.is_visible()
@@ -306,7 +315,7 @@ def test_owner_journey(browser, admin_serve, host, sandbox, shots):  # noqa: F81
     page.get_by_role("button", name="Create invitation link").click()
     link = page.get_by_role("textbox", name="Invitation link", exact=True).input_value()
     assert "/admin/invite/" in link
-    shots.both(cookies, page.url, "members")
+    shots.current(page, "members-invited")
     shots.both([], link, "invite-accept")
 
     # Keyboard: the skip link comes first and lands on the content.

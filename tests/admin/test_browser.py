@@ -94,7 +94,11 @@ def test_sign_in_home_session_story_sign_out(
     page.get_by_role("row", name="sub_browser42").get_by_role("link").click()
     page.wait_for_url(f"**/sessions/{session_id}")
     assert page.get_by_role("heading", name=f"Session {session_id}").is_visible()
-    assert page.get_by_text("What the snippet sent").is_visible()
+    assert (
+        page.get_by_role("region", name="Request data")
+        .get_by_text("What the snippet sent")
+        .is_visible()
+    )
     _shoot(browser, cookies, page.url, shots / "04-session.png")
 
     # Keyboard only: the skip link is the first stop and lands on the content.
