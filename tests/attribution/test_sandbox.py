@@ -239,13 +239,21 @@ def test_customer_level_coupon_set_switched_and_deleted_in_the_sandbox(
 
 
 def test_a_repeating_customer_coupon_that_ends_inside_the_window(
-    att: Attribution, subscribe: Any, stripe_client: stripe.StripeClient
+    att: Attribution,
+    subscribe: Any,
+    make_paying_customer: Callable[..., stripe.Customer],
+    stripe_client: stripe.StripeClient,
 ) -> None:
     coupon = stripe_client.v1.coupons.create(
         {"percent_off": 25, "duration": "repeating", "duration_in_months": 1}
     )
-    sub = subscribe()
-    stripe_client.v1.customers.update(str(sub.customer), {"coupon": coupon.id}, LEGACY)  # type: ignore[typeddict-unknown-key]
+    # The coupon is on the customer before the subscription starts, so its month ends no later
+    # than the first renewal. (Applied after, it could end a second past the renewal: the
+    # sandbox's clock runs in real time between advances, and that renewal would still be
+    # discounted, as on Stripe.)
+    customer = make_paying_customer()
+    stripe_client.v1.customers.update(customer.id, {"coupon": coupon.id}, LEGACY)  # type: ignore[typeddict-unknown-key]
+    sub = subscribe(customer=customer.id)
     session = att.session(sub.id, "saved")
     att.sync(days=1)
     watch = att.watch(session)
