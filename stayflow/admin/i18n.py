@@ -13,7 +13,6 @@ messages made in Python (:class:`Message`) can be translated wherever they are s
 from __future__ import annotations
 
 import gettext
-import io
 from collections.abc import Mapping
 from contextvars import ContextVar
 from functools import lru_cache
@@ -21,13 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
-from babel.support import Translations
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from stayflow.page.i18n import parse_accept_language
+from stayflow.page.i18n import compile_catalog, parse_accept_language
 
 LOCALES_DIR = Path(__file__).parent / "locales"
 DOMAIN = "admin"
@@ -45,13 +41,7 @@ _request_path: ContextVar[str] = ContextVar("admin_path", default="/admin")
 def translations(language: str) -> gettext.NullTranslations:
     if language == DEFAULT_LANGUAGE or language not in LANGUAGES:
         return gettext.NullTranslations()
-    path = LOCALES_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
-    with path.open("rb") as handle:
-        catalog = read_po(handle, locale=language, domain=DOMAIN)
-    buffer = io.BytesIO()
-    write_mo(buffer, catalog, use_fuzzy=False)
-    buffer.seek(0)
-    return Translations(fp=buffer, domain=DOMAIN)
+    return compile_catalog(LOCALES_DIR, language, DOMAIN)
 
 
 def N_(message: str) -> str:

@@ -35,13 +35,18 @@ def available_languages() -> tuple[str, ...]:
 def translations(language: str) -> gettext.NullTranslations:
     if language == DEFAULT_LANGUAGE or language not in available_languages():
         return gettext.NullTranslations()
-    path = LOCALES_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+    return compile_catalog(LOCALES_DIR, language, DOMAIN)
+
+
+def compile_catalog(locales: Path, language: str, domain: str) -> Translations:
+    """A .po catalog compiled in memory (nothing is built at install time)."""
+    path = locales / language / "LC_MESSAGES" / f"{domain}.po"
     with path.open("rb") as handle:
-        catalog = read_po(handle, locale=language, domain=DOMAIN)
+        catalog = read_po(handle, locale=language, domain=domain)
     buffer = io.BytesIO()
     write_mo(buffer, catalog, use_fuzzy=False)
     buffer.seek(0)
-    return Translations(fp=buffer, domain=DOMAIN)
+    return Translations(fp=buffer, domain=domain)
 
 
 def N_(message: str) -> str:
