@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import distinct, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from stayflow.apps.models import App
@@ -52,7 +52,7 @@ def _app_currencies(db: Session, app: App) -> set[str]:
     from stayflow.mirror.models import MirrorSubscription
 
     rows = db.scalars(
-        select(distinct(MirrorSubscription.currency)).where(MirrorSubscription.app_pk == app.id)
+        select(MirrorSubscription.currency).where(MirrorSubscription.app_pk == app.id).distinct()
     ).all()
     return {c.lower() for c in rows if c}
 
