@@ -288,7 +288,12 @@ class Demo:
             sandbox.close()
 
     def _settle(self, timeout: float = 30.0) -> None:
-        """Wait (bounded) until no job is running or due, so none runs across a clock jump."""
+        """Wait (bounded) until no job is running or due, so none runs across a clock jump.
+
+        The sandbox's webhooks count too: an event of the last billing action, still on its
+        way to stayflow, becomes a job only when it arrives, and that job would otherwise
+        start before the jump and finish after it (its lease, read on the moved clock, lost).
+        """
         from sqlalchemy import func, or_, select
 
         from stayflow.db import utcnow
@@ -306,7 +311,7 @@ class Demo:
                     )
                 )
                 db.rollback()
-                if not busy:
+                if not busy and not self._sandbox.app.em.webhooks_in_flight():
                     return
                 time.sleep(0.05)
 

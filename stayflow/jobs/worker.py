@@ -24,7 +24,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, event, select, text, true, update
@@ -82,6 +82,17 @@ def _relax_durability(db: Session) -> None:
         db.execute(text("SET LOCAL synchronous_commit TO OFF"))
 
 
+def lease_now() -> datetime:
+    """Now for leases: real time, never the process's movable clock (``stayflow demo``'s).
+
+    A lease says whether a worker is still alive, which only real time can tell: read on a
+    clock that jumps a day while a job runs, every running job's lease would seem to have
+    run out and another worker would start it again. Lease columns are only ever compared
+    with this clock, so they stay consistent whatever ``utcnow()`` says.
+    """
+    return datetime.now(UTC)
+
+
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
     """Exponential backoff with jitter: between half and all of base * 2^(attempt-1)."""
     ceiling = min(cap, base * (2.0 ** max(0, attempt - 1)))
@@ -120,14 +131,13 @@ class JobExecutor:
         itself: no worker ever sees it queued, so the caller owns its first attempt. Should
         the caller die before running it, the lease runs out and any worker takes it back.
         """
-        now = utcnow()
         row = db.execute(
             update(Job)
             .where(Job.unique_key == unique_key, Job.status == QUEUED)
             .values(
                 status=RUNNING,
                 locked_by=self.worker_id,
-                locked_until=now + self.lease,
+                locked_until=lease_now() + self.lease,
                 attempts=Job.attempts + 1,
             )
             .returning(Job.id, Job.name, Job.payload, Job.attempts, Job.max_attempts, Job.app_pk)
@@ -365,7 +375,7 @@ class Worker(JobExecutor):
         Two statements, each an ordered walk of the (status, run_at) index, so a claim costs
         the same with ten jobs queued or a million.
         """
-        now = utcnow()
+        now, lease_start = utcnow(), lease_now()
         rows: list[Any] = []
         names = sorted(self.lane_names)
         if lane is True:
@@ -377,7 +387,7 @@ class Worker(JobExecutor):
         with self.session_factory() as db:
             _relax_durability(db)
             for due in (
-                and_(Job.status == RUNNING, Job.locked_until < now),
+                and_(Job.status == RUNNING, Job.locked_until < lease_start),
                 and_(Job.status == QUEUED, Job.run_at <= now),
             ):
                 wanted = limit - len(rows)
@@ -398,7 +408,7 @@ class Worker(JobExecutor):
                         .values(
                             status=RUNNING,
                             locked_by=self.worker_id,
-                            locked_until=now + self.lease,
+                            locked_until=lease_start + self.lease,
                             attempts=Job.attempts + 1,
                         )
                         .returning(
@@ -534,7 +544,7 @@ class Worker(JobExecutor):
                         .where(
                             Job.id.in_(held), Job.locked_by == self.worker_id, Job.status == RUNNING
                         )
-                        .values(locked_until=utcnow() + self.lease)
+                        .values(locked_until=lease_now() + self.lease)
                         .execution_options(synchronize_session=False)
                     )
                     db.commit()

@@ -327,6 +327,20 @@ class Emulator:
                 self.state.outbox.append(event)
         ctx.events = []
 
+    def webhooks_in_flight(self) -> int:
+        """Events not yet handed to their endpoints, and deliveries whose first answer is awaited.
+
+        A delivery that got an answer (or an error) and waits to retry is not counted: its
+        receiver has already seen the attempt.
+        """
+        with self.lock:
+            waiting = len(self.state.outbox)
+            return waiting + sum(
+                1
+                for d in self.state.deliveries
+                if d.status == "pending" and d.last_status_code is None and d.last_error is None
+            )
+
     def take_outbox(self) -> list[tuple[Obj, list[Obj]]]:
         """Events to deliver now, each with the endpoints that want it."""
         with self.lock:

@@ -271,12 +271,17 @@ class Server:
     def _deliver_outbox(self) -> None:
         if not self.em.state.outbox:
             return
-        for event, endpoints in self.em.take_outbox():
-            for endpoint in endpoints:
-                delivery = Delivery(event["id"], endpoint["id"], endpoint["url"])
-                with self.em.lock:
+        started: list[tuple[Obj, Obj, Delivery]] = []
+        # One hold of the (re-entrant) lock: an event leaves the outbox and its deliveries
+        # appear together, so Emulator.webhooks_in_flight never sees it in neither.
+        with self.em.lock:
+            for event, endpoints in self.em.take_outbox():
+                for endpoint in endpoints:
+                    delivery = Delivery(event["id"], endpoint["id"], endpoint["url"])
                     self.em.state.deliveries.append(delivery)
-                self._spawn(self._deliver(event, endpoint, delivery))
+                    started.append((event, endpoint, delivery))
+        for event, endpoint, delivery in started:
+            self._spawn(self._deliver(event, endpoint, delivery))
 
     async def _deliver(self, event: Obj, endpoint: Obj, delivery: Delivery) -> None:
         payload = json.dumps(Emulator.render_event(event), indent=2).encode()

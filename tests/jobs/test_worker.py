@@ -358,3 +358,36 @@ def test_on_dead_hears_of_every_death_once(session_factory, tmp_path):
     assert heard[1] == (abandoned.id, "lease expired on the last attempt")
     assert len(heard) == 2
     assert {j.status for j in _jobs(session_factory)} == {DEAD}
+
+
+def test_a_clock_jump_does_not_take_a_running_job_from_its_worker(
+    session_factory, registry, tmp_path
+):
+    """``stayflow demo`` moves the process's clock a day at a time while jobs run: a lease is
+    real time, so a job running across the jump stays with its worker (no second run)."""
+    import threading
+    from datetime import UTC, datetime
+
+    from stayflow.db import set_clock
+
+    jump = timedelta(0)
+    set_clock(lambda: datetime.now(UTC) + jump)
+    try:
+        log = tmp_path / "slow.log"
+        with transaction(session_factory) as db:
+            enqueue(db, "test.slow", {"log": str(log), "seconds": 1.0})
+        first = Worker(session_factory, registry=registry, concurrency=1, lease_seconds=30)
+        [job] = first.claim(1)
+        running = threading.Thread(target=first.execute, args=(job,))
+        running.start()
+        _wait_for(lambda: log.exists(), 5, "the job to start")
+        jump = timedelta(days=1)
+        other = Worker(session_factory, registry=registry, concurrency=1, lease_seconds=30)
+        assert other.claim(1) == []
+        running.join(10)
+        assert not running.is_alive()
+    finally:
+        set_clock(None)
+    [row] = _jobs(session_factory)
+    assert row.status == SUCCEEDED and row.attempts == 1
+    assert [line.split()[0] for line in log.read_text().splitlines()] == ["start", "done"]

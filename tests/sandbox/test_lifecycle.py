@@ -506,3 +506,41 @@ def test_injected_error_with_retry_after(sandbox: Sandbox) -> None:
     with pytest.raises(stripe.APIError) as api:
         sandbox.client().v1.customers.list()
     assert api.value.http_status == 503 and api.value.headers["retry-after"] == "1.5"
+
+
+def test_webhooks_in_flight_counts_an_event_until_its_receiver_answers(
+    stripe_client: stripe.StripeClient, sandbox: Sandbox
+) -> None:
+    """What ``stayflow demo`` waits on before it moves the clock (the event's job must exist)."""
+    release, entered = threading.Event(), threading.Event()
+
+    class Holding(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            entered.set()
+            release.wait(10)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Holding)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert sandbox.app is not None
+        em = sandbox.app.em
+        sandbox.add_webhook(f"http://127.0.0.1:{server.server_address[1]}/", ["customer.created"])
+        assert em.webhooks_in_flight() == 0
+        stripe_client.v1.customers.create({"email": "held@example.com"})
+        assert em.webhooks_in_flight() == 1  # in the outbox until the next tick
+        assert entered.wait(10)
+        assert em.webhooks_in_flight() == 1  # posted; the answer not read yet
+        release.set()
+        _wait(lambda: em.webhooks_in_flight() == 0)
+        assert sandbox.webhook_deliveries()[0]["status"] == "delivered"
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
