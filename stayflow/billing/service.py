@@ -51,7 +51,9 @@ USE_CASES: dict[str, list[str]] = {
         "customers:read",
         "coupons:read",
     ],
-    "offers": ["subscriptions:write", "coupons:read", "prices:read"],
+    # Promotion codes: an offer may name one (checked when the flow is saved, listed in the
+    # editor's picker, resolved to its coupon when applied).
+    "offers": ["subscriptions:write", "coupons:read", "promotion_codes:read", "prices:read"],
     "cancels": ["subscriptions:read", "subscriptions:write"],
 }
 WEBHOOK_PERMISSION = "webhook_endpoints:write"

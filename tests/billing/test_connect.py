@@ -15,6 +15,7 @@ ALL_READ_WRITE = {
     "products": "read",
     "prices": "read",
     "coupons": "read",
+    "promotion_codes": "read",
     "events": "read",
     "invoices": "read",
     "webhook_endpoints": "write",
@@ -97,7 +98,12 @@ def test_a_restricted_key_reports_exactly_which_permission_each_use_case_misses(
     # Attribution reads invoices (cash collected) and a customer's coupon as well.
     assert cases["attribution"]["missing"] == ["invoices:read", "coupons:read"]
     assert not cases["attribution"]["ready"]
-    assert cases["offers"]["missing"] == ["subscriptions:write", "coupons:read", "prices:read"]
+    assert cases["offers"]["missing"] == [
+        "subscriptions:write",
+        "coupons:read",
+        "promotion_codes:read",
+        "prices:read",
+    ]
     assert cases["cancels"]["missing"] == ["subscriptions:write"]
     assert not cases["enrichment"]["ready"] and not cases["cancels"]["ready"]
     assert body["permissions"]["webhook_endpoints:write"]["granted"] is False

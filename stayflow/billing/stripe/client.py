@@ -29,6 +29,7 @@ from stripe.params import (
     InvoiceListParams,
     PriceListParams,
     ProductListParams,
+    PromotionCodeListParams,
     SubscriptionListParams,
     SubscriptionRetrieveParams,
     WebhookEndpointCreateParams,
@@ -332,6 +333,10 @@ class StripeBillingProvider:
             ("products:read", lambda: c.products.list(ProductListParams(limit=1))),
             ("prices:read", lambda: c.prices.list(PriceListParams(limit=1))),
             ("coupons:read", lambda: c.coupons.list(CouponListParams(limit=1))),
+            (
+                "promotion_codes:read",
+                lambda: c.promotion_codes.list(PromotionCodeListParams(limit=1)),
+            ),
             ("events:read", lambda: c.events.list(EventListParams(limit=1))),
             ("invoices:read", lambda: c.invoices.list(InvoiceListParams(limit=1))),
             (
