@@ -298,8 +298,6 @@ def _timeline(
                     variant=cs.variant_id or "-",
                 )
             )
-        if cs.flow_version is not None:
-            lines.append(Message("Flow version %(number)s", number=cs.flow_version))
         entries.append(
             Entry(
                 cs.viewed_at,

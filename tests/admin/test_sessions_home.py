@@ -75,6 +75,9 @@ def test_filters_pages_and_the_story(browser_client, signed_in, add_user, owner,
     assert any(s.startswith("Event session.saved") for s in steps)
     assert "Comment: too pricey for us" in story
     assert "Signed by your server." in story and "Mapped fields" in story
+    # The flow version shown is said once, as a link to that version.
+    assert len(re.findall(r"[Vv]ersion \d", story)) == 1
+    assert f"/admin/apps/{owner.app_id}/flow/history/" in story
 
 
 def test_home_attention_and_signing_code(signed_in, add_user, owner, browser_client):
