@@ -111,7 +111,9 @@ def phase(factory: Any, events: int, rate: float, bad: bool, timeout: float) -> 
     with transaction(factory) as db:
         for index, url in enumerate(urls):
             created = apps_service.create_app(db, ENCRYPTOR, f"bench-{bad}-{index}")
-            webhooks_service.create(db, ENCRYPTOR, created.app.id, EndpointCreate(url=url))
+            webhooks_service.create(
+                db, ENCRYPTOR, created.app.id, EndpointCreate(url=url), allow_private=True
+            )
             app_pks.append(created.app.id)
     healthy = 8
     started = time.time()

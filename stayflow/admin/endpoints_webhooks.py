@@ -121,7 +121,13 @@ def create_endpoint(
     }
     try:
         body = EndpointCreate.model_validate(form)
-        made = webhooks_service.create(db, _encryptor(request), page.access.app.id, body)
+        made = webhooks_service.create(
+            db,
+            _encryptor(request),
+            page.access.app.id,
+            body,
+            allow_private=request.app.state.settings.webhooks_allow_private,
+        )
     except ValidationError as exc:
         return _list_page(db, page, error=validation_message(exc), status_code=400, form=form)
     except StayflowError as exc:
@@ -201,7 +207,13 @@ def update_endpoint(
             enabled=bool(enabled),
             legacy_signature=bool(legacy_signature),
         )
-        webhooks_service.update(db, page.access.app.id, ep.endpoint_id, body)
+        webhooks_service.update(
+            db,
+            page.access.app.id,
+            ep.endpoint_id,
+            body,
+            allow_private=request.app.state.settings.webhooks_allow_private,
+        )
     except ValidationError as exc:
         db.rollback()
         ep = _endpoint(db, page, endpoint_id)

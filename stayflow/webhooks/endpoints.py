@@ -6,7 +6,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Query, Response, status
 
-from stayflow.deps import DB, CurrentApp, EncryptorDep
+from stayflow.deps import DB, CurrentApp, EncryptorDep, SettingsDep
 from stayflow.events import service as events_service
 from stayflow.webhooks import service
 from stayflow.webhooks.models import WebhookEndpoint
@@ -56,9 +56,11 @@ def _with_secret(found: service.EndpointWithSecret) -> EndpointWithSecret:
     "/webhook-endpoints", response_model=EndpointWithSecret, status_code=status.HTTP_201_CREATED
 )
 def create_endpoint(
-    body: EndpointCreate, db: DB, app: CurrentApp, encryptor: EncryptorDep
+    body: EndpointCreate, db: DB, app: CurrentApp, encryptor: EncryptorDep, settings: SettingsDep
 ) -> EndpointWithSecret:
-    return _with_secret(service.create(db, encryptor, app.id, body))
+    return _with_secret(
+        service.create(db, encryptor, app.id, body, allow_private=settings.webhooks_allow_private)
+    )
 
 
 @router.get("/webhook-endpoints", response_model=EndpointList)
@@ -72,8 +74,12 @@ def get_endpoint(endpoint_id: str, db: DB, app: CurrentApp) -> EndpointOut:
 
 
 @router.patch("/webhook-endpoints/{endpoint_id}", response_model=EndpointOut)
-def update_endpoint(endpoint_id: str, body: EndpointUpdate, db: DB, app: CurrentApp) -> EndpointOut:
-    return _out(service.update(db, app.id, endpoint_id, body))
+def update_endpoint(
+    endpoint_id: str, body: EndpointUpdate, db: DB, app: CurrentApp, settings: SettingsDep
+) -> EndpointOut:
+    return _out(
+        service.update(db, app.id, endpoint_id, body, allow_private=settings.webhooks_allow_private)
+    )
 
 
 @router.delete("/webhook-endpoints/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -6,6 +6,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,7 +16,7 @@ from stayflow.db import utcnow
 from stayflow.errors import BadRequest, NotFound
 from stayflow.events import service as events_service
 from stayflow.events.schemas import WebhookTest
-from stayflow.webhooks import fanout, signing
+from stayflow.webhooks import fanout, signing, transport
 from stayflow.webhooks.models import (
     EMAIL_DIGEST,
     FAILED,
@@ -70,9 +71,40 @@ def list_endpoints(db: Session, app_pk: int) -> Sequence[WebhookEndpoint]:
     ).all()
 
 
+def check_destination(kind: str, url: str, *, allow_private: bool) -> None:
+    """Refuse, when saved, a URL that names a private place outright (an IP or localhost).
+
+    The real guard is at connect time on the resolved address (``transport``), which also
+    catches a name that resolves there later; this only says so at once, where the
+    business can read it, instead of in a failed delivery.
+    """
+    if allow_private or kind == "email_digest":
+        return
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        private = True
+    else:
+        try:
+            private = not transport.address_allowed(host)
+        except ValueError:  # a name, not an address: judged when connecting
+            return
+    if private:
+        raise BadRequest(
+            f"url: {host} is a private, loopback or link-local address; stayflow does not "
+            "send webhooks there (the operator can allow it with "
+            "STAYFLOW_WEBHOOKS_ALLOW_PRIVATE=1)"
+        )
+
+
 def create(
-    db: Session, encryptor: Encryptor, app_pk: int, body: EndpointCreate
+    db: Session,
+    encryptor: Encryptor,
+    app_pk: int,
+    body: EndpointCreate,
+    *,
+    allow_private: bool,
 ) -> EndpointWithSecret:
+    check_destination(body.kind, body.url, allow_private=allow_private)
     if len(list_endpoints(db, app_pk)) >= MAX_ENDPOINTS_PER_APP:
         raise TooManyEndpoints(f"an app has at most {MAX_ENDPOINTS_PER_APP} webhook endpoints")
     secret = signing.new_secret()
@@ -97,7 +129,9 @@ def create(
     return EndpointWithSecret(ep, secret)
 
 
-def update(db: Session, app_pk: int, endpoint_id: str, body: EndpointUpdate) -> WebhookEndpoint:
+def update(
+    db: Session, app_pk: int, endpoint_id: str, body: EndpointUpdate, *, allow_private: bool
+) -> WebhookEndpoint:
     ep = get(db, app_pk, endpoint_id)
     changes = body.model_dump(exclude_unset=True)
     if changes.get("url") is not None:
@@ -105,6 +139,7 @@ def update(db: Session, app_pk: int, endpoint_id: str, body: EndpointUpdate) -> 
             check_kind_url(ep.kind, changes["url"])
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
+        check_destination(ep.kind, changes["url"], allow_private=allow_private)
     for name in ("url", "description", "event_types", "legacy_signature"):
         if changes.get(name) is not None:
             setattr(ep, name, changes[name])

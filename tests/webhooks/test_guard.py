@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from stayflow.app import create_app
 from stayflow.db import transaction, utcnow
 from stayflow.events import service as events_service
 from stayflow.webhooks import transport
 from stayflow.webhooks.models import WebhookAttempt, WebhookEndpoint
 from stayflow.webhooks.transport import Sender, address_allowed
+
+BASE = "/api/v1/webhook-endpoints"
 
 
 @pytest.mark.parametrize(
@@ -69,3 +73,38 @@ def test_the_guarded_client_delivers_where_the_policy_allows(hooks, owner, recei
     assert result.status_code == 200
     assert len(receiver.received) == 1
     assert receiver.received[0].headers["Host"].startswith("localhost:")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/in",
+        "https://10.0.0.7/in",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/in",
+        "https://[::ffff:192.168.0.1]/in",
+        "http://localhost:3000/in",
+        "http://api.localhost/in",
+    ],
+)
+def test_a_private_address_is_refused_when_saved_unless_allowed(settings, owner, url):
+    """Said at once, with the way to allow it, instead of as a failed delivery later."""
+    strict = create_app(settings.model_copy(update={"webhooks_allow_private": False}))
+    with TestClient(strict) as api:
+        refused = api.post(BASE, json={"url": url}, headers=owner.headers)
+        assert refused.status_code == 400, refused.text
+        message = refused.json()["error"]["message"]
+        assert "private" in message and "STAYFLOW_WEBHOOKS_ALLOW_PRIVATE=1" in message
+        made = api.post(BASE, json={"url": "https://hooks.example.com/in"}, headers=owner.headers)
+        assert made.status_code == 201, made.text
+        moved = api.patch(f"{BASE}/{made.json()['id']}", json={"url": url}, headers=owner.headers)
+        assert moved.status_code == 400, moved.text
+        kept = api.get(f"{BASE}/{made.json()['id']}", headers=owner.headers).json()
+        assert kept["url"] == "https://hooks.example.com/in"
+        assert [e["url"] for e in api.get(BASE, headers=owner.headers).json()["data"]] == [
+            "https://hooks.example.com/in"
+        ]
+    # Allowed by the operator (these tests' settings): saved as given.
+    allowing = create_app(settings)
+    with TestClient(allowing) as api:
+        assert api.post(BASE, json={"url": url}, headers=owner.headers).status_code == 201
