@@ -81,6 +81,24 @@ def allowed_methods(request: Request) -> list[str]:
     return [method for method in _METHODS if served(method)]
 
 
+def _validation_message(first: dict[str, Any]) -> str:
+    """One line naming what is wrong where; the body as a whole said in words, not ``0:``."""
+    loc, kind = first["loc"], first.get("type")
+    if kind == "json_invalid":
+        at = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+        where = f" (at character {at})" if at is not None else ""
+        return f"the request body is not valid JSON{where}"
+    if loc == ["body"]:
+        if kind == "missing":
+            return (
+                "the request body is missing: send a JSON object (Content-Type: application/json)"
+            )
+        if kind in ("model_attributes_type", "dict_type"):
+            return "the request body must be a JSON object (Content-Type: application/json)"
+    where = ".".join(str(p) for p in loc if p != "body") or "request"
+    return f"{where}: {first['msg']}"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StayflowError)
     async def stayflow_error(_request: Request, exc: StayflowError) -> JSONResponse:
@@ -93,8 +111,7 @@ def install_error_handlers(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
-        where = ".".join(str(p) for p in first["loc"] if p != "body") or "request"
-        return _error(422, "invalid_request", f"{where}: {first['msg']}", details)
+        return _error(422, "invalid_request", _validation_message(first), details)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

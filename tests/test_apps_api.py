@@ -92,4 +92,24 @@ def test_malformed_json_is_a_4xx(client, owner):
         headers={**owner.headers, "Content-Type": "application/json"},
     )
     assert response.status_code == 422
-    assert response.json()["error"]["message"]
+    assert response.json()["error"]["message"] == (
+        "the request body is not valid JSON (at character 1)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "message"),
+    [
+        (b"", "application/json", "the request body is missing: send a JSON object"),
+        (b"[1]", "application/json", "the request body must be a JSON object"),
+        (b"name=x", "application/x-www-form-urlencoded", "the request body must be a JSON"),
+    ],
+)
+def test_a_body_that_is_not_an_object_is_said_in_words(
+    client, owner, content, content_type, message
+):
+    response = client.post(
+        "/api/v1/api-keys", content=content, headers={**owner.headers, "Content-Type": content_type}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["message"].startswith(message)
