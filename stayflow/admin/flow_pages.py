@@ -82,6 +82,17 @@ def _editor(request: Request, page: AppPage, form: Posted) -> None:
     page.require(EDITOR)
 
 
+def _conflict_message(error: StayflowError) -> str:
+    """A refused save because someone else saved first: say what to do (nothing is lost)."""
+    if isinstance(error, service.FlowsChanged):
+        return Message(
+            "Someone else saved a change here since you opened this page. Yours is not saved "
+            "and is still below: compare it with the current version (open the page again in "
+            "another tab), then save again to replace theirs."
+        )
+    return error.message
+
+
 def _check(request: Request) -> service.OfferCheck:
     return offer_check(request.app.state.services)
 
@@ -142,8 +153,11 @@ def _item_page(
     *,
     new: bool,
     error: StayflowError | None = None,
+    base: str | None = None,
 ) -> Response:
     state = _state(db, page)
+    if base is None:  # what the form starts from: the stored item now
+        base = service.fingerprint(None if new else _find(state["doc"], kind, item.get("id", "")))
     catalog, catalog_note = _catalog(db, request, page) if kind == "offers" else (None, "")
     rule = flow_forms.conditions_of(item.get("rule")) if kind == "audiences" else None
     return render(
@@ -154,7 +168,8 @@ def _item_page(
             kind=kind,
             item=item,
             new=new,
-            error=error.message if error else None,
+            error=_conflict_message(error) if error else None,
+            item_base=base,
             error_details=(error.details or {}).get("errors", []) if error else [],
             catalog=catalog,
             catalog_note=catalog_note,
@@ -182,7 +197,12 @@ def overview(db: DB, page: CurrentAppPage) -> Response:
 def yaml_page(db: DB, page: CurrentAppPage) -> Response:
     state = _state(db, page)
     text = fileformat.dump(state["doc"], as_json=False) if state["doc"] else ""
-    return render("flow_yaml.html", **page.context(**state, text=text, error=None, details=[]))
+    return render(
+        "flow_yaml.html",
+        **page.context(
+            **state, text=text, error=None, details=[], doc_base=service.fingerprint(state["doc"])
+        ),
+    )
 
 
 def _save(
@@ -219,16 +239,20 @@ def save_yaml(request: Request, db: DB, page: CurrentAppPage, form: Posted) -> R
                 author=page.viewer.user.email,
                 message=message,
                 draft=draft,
+                expected=flow_forms.one(form, "base") or None,
             ),
         )
     except (fileformat.FlowsFileError, StayflowError) as exc:
         db.rollback()
-        message = exc.message if isinstance(exc, StayflowError) else str(exc)
+        message = _conflict_message(exc) if isinstance(exc, StayflowError) else str(exc)
         details = exc.details.get("errors", []) if isinstance(exc, StayflowError) else []
+        state = _state(db, page)
+        conflict = isinstance(exc, service.FlowsChanged)
+        base = service.fingerprint(state["doc"]) if conflict else flow_forms.one(form, "base")
         return render(
             "flow_yaml.html",
-            400,
-            **page.context(**_state(db, page), text=text, error=message, details=details),
+            409 if conflict else 400,
+            **page.context(**state, text=text, error=message, details=details, doc_base=base),
         )
     return redirect(_base(page))
 
@@ -497,11 +521,15 @@ def save_item(
                 author=page.viewer.user.email,
                 message=message,
                 draft=draft,
+                expected=None if new else (flow_forms.one(form, "base") or None),
             ),
         )
     except StayflowError as exc:
         db.rollback()
-        return _item_page(db, request, page, kind, item, new=new, error=exc)
+        # After a conflict the form starts from the item as it is now (saving again replaces
+        # it knowingly); after any other error, from what the editor started from.
+        kept = None if isinstance(exc, service.FlowsChanged) else flow_forms.one(form, "base")
+        return _item_page(db, request, page, kind, item, new=new, error=exc, base=kept or None)
     return redirect(_base(page))
 
 

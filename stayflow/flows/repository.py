@@ -12,7 +12,9 @@ from stayflow.flows.models import FlowConfig, FlowVersion
 def get_config(db: Session, app: App, *, for_update: bool = False) -> FlowConfig | None:
     query = select(FlowConfig).where(FlowConfig.app_pk == app.id)
     if for_update:
-        query = query.with_for_update()
+        # populate_existing: a row this session read before the lock is refreshed with what
+        # the lock waited for, not left as it was (a stale document would be written back).
+        query = query.with_for_update().execution_options(populate_existing=True)
     return db.scalar(query)
 
 

@@ -31,6 +31,21 @@ class FlowItemInUse(Conflict):
     pass
 
 
+class FlowsChanged(Conflict):
+    """What the editor started from was changed by someone else before it was saved."""
+
+    error_type = "flows_changed"
+
+
+def fingerprint(value: Any) -> str:
+    """A short digest of an item or a document, carried by an editor's form as its base."""
+    import hashlib
+    import json
+
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
 class UnsignedTargeting(InvalidFlows):
     error_type = "unsigned_targeting"
 
@@ -218,8 +233,12 @@ def apply(
     author: str = SYSTEM_AUTHOR,
     message: str | None = None,
     draft: bool = False,
+    expected: str | None = None,
 ) -> Applied:
     """Replace the app's flows with ``data``; a no-op (same version) when nothing changes.
+
+    ``expected``: the ``fingerprint`` of the working document (the draft, else the live
+    flows) the editor started from; when it has changed since, nothing is saved.
 
     A change to the live flows is kept as a new version (``author``, ``message``, the whole
     document and its diff). With ``draft`` the document is validated the same way and kept
@@ -249,6 +268,10 @@ def apply(
         old = doc.normalized()
         diff = fileformat.diff({**old, **old_sections}, {**new, **sections})
         return Applied(new, version, old != new or sections_changed, diff, warnings, draft)
+    if expected is not None:
+        _locked_config(db, app)
+        if fingerprint(working(db, app)[0]) != expected:
+            raise FlowsChanged("the flows were changed by someone else since you opened them")
     if draft:
         return _save_draft(db, app, new, author=author, message=message, warnings=warnings)
     for key, value in sections.items():
@@ -325,11 +348,13 @@ def put_item(
     author: str = SYSTEM_AUTHOR,
     message: str | None = None,
     draft: bool = False,
+    expected: str | None = None,
 ) -> Applied:
     """Create or replace one item, keeping its place in the order (new items go last).
 
     With ``draft`` the item is changed in the draft (started from the live flows when there
-    is none); otherwise in the live flows.
+    is none); otherwise in the live flows. ``expected``: the ``fingerprint`` of the item the
+    editor started from (of None for a new one); another value now refuses the change.
     """
     _check_kind(kind)
     if not isinstance(body, dict):
@@ -339,6 +364,10 @@ def put_item(
     item = {**body, "id": item_id}
     data = _base(db, app, draft)
     items = list(data.get(kind, []))
+    if expected is not None:
+        before = next((i for i in items if i.get("id") == item_id), None)
+        if fingerprint(before) != expected:
+            raise FlowsChanged(f"this {kind[:-1]} was changed by someone else since you opened it")
     for index, existing in enumerate(items):
         if existing.get("id") == item_id:
             items[index] = item
@@ -352,6 +381,10 @@ def put_item(
 
 
 def _base(db: Session, app: App, draft: bool) -> dict[str, Any]:
+    """The document a one-item change starts from, read under the flows' lock: two changes
+    to different items at once then each keep the other's (neither writes back a document
+    read before the other committed)."""
+    _locked_config(db, app)
     if draft:
         return working(db, app)[0]
     doc, _ = current(db, app)

@@ -421,3 +421,135 @@ def test_offer_pickers_list_the_apps_stripe_coupons_and_the_preview_reads_the_mi
             frame = client.get(f"{base}/preview/frame", params={"subscription": sub.id})
         assert shown.status_code == 200 and "Stripe fields: mirror." in shown.text
         assert frame.status_code == 200 and "<form" in frame.text
+
+
+def _base_of(html_text: str) -> str:
+    found = re.search(r'name="base" value="([^"]*)"', html_text)
+    assert found, "the form carries no base"
+    return found.group(1)
+
+
+def test_a_stale_form_is_refused_and_kept_and_saving_again_replaces_knowingly(
+    browser_client, editor, add_user, signed_in, owner
+):
+    """Two editors open the same reason; the second to save is told, loses nothing typed,
+    and overwrites only when saving again from the page that told them."""
+    add_user("ana@example.com", owner.app_id, role="editor")
+    ana = signed_in("ana@example.com")
+    base = f"/admin/apps/{owner.app_id}/flow"
+    assert (
+        _post(
+            editor, f"{base}/yaml", {"document": FLOWS_YAML, "save": "publish"}, page=f"{base}/yaml"
+        ).status_code
+        == 303
+    )
+    path = f"{base}/reasons/too_expensive"
+    ed_page, ana_page = editor.client.get(path).text, ana.client.get(path).text
+    form = {"label": "x", "feedback": "too_expensive", "save": "publish"}
+    ana_saved = ana.client.post(
+        path,
+        data={
+            **form,
+            "label": "Ana's label",
+            "csrf": csrf_of(ana_page),
+            "base": _base_of(ana_page),
+        },
+    )
+    assert ana_saved.status_code == 303, ana_saved.text
+    stale = editor.client.post(
+        path,
+        data={**form, "label": "Ed's label", "csrf": csrf_of(ed_page), "base": _base_of(ed_page)},
+    )
+    assert stale.status_code == 409, stale.text
+    assert "Someone else saved a change here" in stale.text
+    assert "Ed&#39;s label" in stale.text or "Ed's label" in stale.text  # what he typed
+    api = browser_client()
+    live = _flow(api, owner)
+    assert live["version"] == 2
+    assert live["flows"]["reasons"][0]["label"] == "Ana's label"
+    again = editor.client.post(
+        path,
+        data={
+            **form,
+            "label": "Ed's label",
+            "csrf": csrf_of(stale.text),
+            "base": _base_of(stale.text),
+        },
+    )
+    assert again.status_code == 303, again.text
+    assert _flow(api, owner)["flows"]["reasons"][0]["label"] == "Ed's label"
+    # A change to another item in between is no conflict for this one.
+    other = f"{base}/reasons/not_using"
+    ed_page = editor.client.get(path).text
+    ana_other = ana.client.get(other).text
+    assert (
+        ana.client.post(
+            other,
+            data={
+                "label": "Unused",
+                "feedback": "unused",
+                "save": "publish",
+                "csrf": csrf_of(ana_other),
+                "base": _base_of(ana_other),
+            },
+        ).status_code
+        == 303
+    )
+    assert (
+        editor.client.post(
+            path,
+            data={**form, "label": "Ed again", "csrf": csrf_of(ed_page), "base": _base_of(ed_page)},
+        ).status_code
+        == 303
+    )
+    reasons = {r["id"]: r["label"] for r in _flow(api, owner)["flows"]["reasons"]}
+    assert reasons == {"too_expensive": "Ed again", "not_using": "Unused"}
+
+
+def test_a_stale_yaml_document_is_refused_and_kept(
+    browser_client, editor, add_user, signed_in, owner
+):
+    add_user("ana@example.com", owner.app_id, role="editor")
+    ana = signed_in("ana@example.com")
+    base = f"/admin/apps/{owner.app_id}/flow"
+    ed_page, ana_page = editor.client.get(f"{base}/yaml").text, ana.client.get(f"{base}/yaml").text
+    ana_doc = FLOWS_YAML.replace("Take 20% off", "Ana's button")
+    assert (
+        ana.client.post(
+            f"{base}/yaml",
+            data={
+                "document": ana_doc,
+                "save": "draft",
+                "csrf": csrf_of(ana_page),
+                "base": _base_of(ana_page),
+            },
+        ).status_code
+        == 303
+    )
+    ed_doc = FLOWS_YAML.replace("Take 20% off", "Ed's button")
+    stale = editor.client.post(
+        f"{base}/yaml",
+        data={
+            "document": ed_doc,
+            "save": "draft",
+            "csrf": csrf_of(ed_page),
+            "base": _base_of(ed_page),
+        },
+    )
+    assert stale.status_code == 409, stale.text
+    assert "Someone else saved a change here" in stale.text and "Ed&#39;s button" in stale.text
+    api = browser_client()
+    draft = api.get("/api/v1/flows/draft", headers=owner.headers).json()
+    assert draft["flows"]["offers"][0]["button"] == "Ana's button"
+    again = editor.client.post(
+        f"{base}/yaml",
+        data={
+            "document": ed_doc,
+            "save": "draft",
+            "csrf": csrf_of(stale.text),
+            "base": _base_of(stale.text),
+        },
+    )
+    assert again.status_code == 303, again.text
+    draft = api.get("/api/v1/flows/draft", headers=owner.headers).json()
+    assert draft["flows"]["offers"][0]["button"] == "Ed's button"

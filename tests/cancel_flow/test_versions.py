@@ -349,3 +349,47 @@ def test_a_version_todays_schema_no_longer_reads_is_shown_and_refused_not_a_500(
     refused = client.post("/api/v1/flows/versions/99/restore", headers=owner.headers)
     assert refused.status_code == 400 and "retired_key" in refused.json()["error"]["message"]
     assert client.get("/api/v1/flows", headers=owner.headers).json()["version"] == 1
+
+
+def test_two_one_item_changes_at_once_keep_each_other(client, owner, session_factory):
+    """Each one-item change reads the document under the flows' lock: the second waits for
+    the first and keeps its item (on PostgreSQL it once wrote back the document it read
+    before the first committed, dropping the first's item; SQLite's writer lock hid it)."""
+    import threading
+    import time
+
+    from stayflow.apps.repository import get_app_by_public_id
+    from stayflow.flows import service as flows_service
+
+    apply_flows(client, owner)
+    reason = {"label": "Left for a rival", "feedback": "switched_service"}
+    first = session_factory()
+    try:
+        app = get_app_by_public_id(first, owner.app_id)
+        assert app is not None
+        flows_service.put_item(first, app, "reasons", "rival", reason)  # holds the lock
+        failures: list[BaseException] = []
+
+        def second() -> None:
+            try:
+                with session_factory() as db:
+                    other = get_app_by_public_id(db, owner.app_id)
+                    assert other is not None
+                    flows_service.put_item(db, other, "reasons", "bugs", {"label": "Too buggy"})
+                    db.commit()
+            except BaseException as exc:  # reported below
+                failures.append(exc)
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.5)  # the second change is now waiting (or, before the fix, had read)
+        first.commit()
+        thread.join(30)
+        assert not thread.is_alive() and failures == []
+    finally:
+        first.close()
+    reasons = [
+        r["id"]
+        for r in client.get("/api/v1/flows", headers=owner.headers).json()["flows"]["reasons"]
+    ]
+    assert reasons == ["too_expensive", "not_using", "rival", "bugs"]
