@@ -40,7 +40,7 @@ from stayflow.apps import service as apps_service
 from stayflow.crypto import Encryptor
 from stayflow.db import make_engine, make_session_factory, migrate, transaction
 from stayflow.reports import read
-from stayflow.reports.facts import DIMENSION_COLUMNS
+from stayflow.reports.facts import DIMENSION_COLUMNS, FILTER_COLUMNS, FILTERS
 from stayflow.reports.models import COUNTERS
 from stayflow.reports.repository import BREAKDOWNS, Filters
 from stayflow.settings import Settings
@@ -140,7 +140,8 @@ def load(db: Session, app_pk: int, n: int, offset: int) -> None:
 
 
 def build_rollups(db: Session) -> None:
-    """The rollups from the facts, one GROUP BY per dimension (setup only)."""
+    """The rollups from the facts: per filter (none, or one filter value) and dimension one
+    ``INSERT ... SELECT ... GROUP BY`` (setup only)."""
     sums = {
         "sessions": "count(*)",
         "saves": "sum(CASE WHEN outcome = 'saved' THEN 1 ELSE 0 END)",
@@ -156,28 +157,44 @@ def build_rollups(db: Session) -> None:
         "cash": "sum(cash)",
     }
     assert tuple(sums) == COUNTERS
-    values = {"all": "''", **DIMENSION_COLUMNS, "variant": "experiment_id || '/' || variant_id"}
-    where = "counted AND NOT excluded"
-    for dimension, expr in values.items():
-        db.execute(
-            text(
-                f"INSERT INTO report_rollups (app_pk, day, currency, dimension, value, "
-                f"{', '.join(COUNTERS)}) SELECT app_pk, day, currency, '{dimension}', {expr}, "
-                f"{', '.join(sums.values())} FROM report_facts WHERE {where} "
-                f"GROUP BY app_pk, day, currency{'' if dimension == 'all' else ', ' + expr}"
+    variant = "experiment_id || '/' || variant_id"
+    values = {"all": "''", **DIMENSION_COLUMNS, "variant": variant}
+    # filter -> (its value's expression, the facts it keeps); an offer filter per offer.
+    filters: list[tuple[str, str, str]] = [("", "''", "1 = 1")]
+    for name in FILTERS:
+        if name == "offer":
+            filters += [("offer", f"'{o}'", f"offers_shown LIKE '%,{o},%'") for o in OFFERS]
+        elif name == "variant":
+            filters.append(("variant", variant, "experiment_id <> ''"))
+        else:
+            column = FILTER_COLUMNS[name]
+            filters.append((name, column, f"{column} <> ''"))
+    counted = "counted AND NOT excluded"
+    for name, wanted, keeps in filters:
+        for dimension, expr in values.items():
+            has = "experiment_id <> ''" if dimension == "variant" else "1 = 1"
+            db.execute(
+                text(
+                    "INSERT INTO report_rollups (app_pk, filter_dim, filter_value, day, currency, "
+                    f"dimension, value, {', '.join(COUNTERS)}) SELECT app_pk, '{name}', {wanted}, "
+                    f"day, currency, '{dimension}', {expr}, {', '.join(sums.values())} "
+                    f"FROM report_facts WHERE {counted} AND {keeps} AND {has} "
+                    f"GROUP BY app_pk, {wanted}, day, currency, {expr}"
+                )
             )
-        )
-    for offer in OFFERS:
-        db.execute(
-            text(
-                "INSERT INTO report_offer_rollups (app_pk, day, currency, offer_id, shown, "
-                f"accepted, mrr_kept) SELECT app_pk, day, currency, '{offer}', "
-                f"sum(CASE WHEN offers_shown LIKE '%,{offer},%' THEN 1 ELSE 0 END), "
-                f"sum(CASE WHEN offer_id = '{offer}' THEN 1 ELSE 0 END), "
-                f"sum(CASE WHEN offer_id = '{offer}' THEN mrr_kept ELSE 0 END) "
-                f"FROM report_facts WHERE {where} GROUP BY app_pk, day, currency"
+        for offer in OFFERS:
+            db.execute(
+                text(
+                    "INSERT INTO report_offer_rollups (app_pk, filter_dim, filter_value, day, "
+                    f"currency, offer_id, shown, accepted, mrr_kept) SELECT app_pk, '{name}', "
+                    f"{wanted}, day, currency, '{offer}', "
+                    f"sum(CASE WHEN offers_shown LIKE '%,{offer},%' THEN 1 ELSE 0 END), "
+                    f"sum(CASE WHEN offer_id = '{offer}' THEN 1 ELSE 0 END), "
+                    f"sum(CASE WHEN offer_id = '{offer}' THEN mrr_kept ELSE 0 END) "
+                    f"FROM report_facts WHERE {counted} AND {keeps} "
+                    f"GROUP BY app_pk, {wanted}, day, currency"
+                )
             )
-        )
 
 
 def dashboard(db: Session, app_pk: int, f: Filters) -> None:
@@ -235,7 +252,7 @@ def run(backend: str, sessions: int) -> None:
             rolled = db.execute(
                 text(
                     "SELECT sum(sessions), sum(mrr_kept) FROM report_rollups "
-                    f"WHERE app_pk = {apps[0]} AND dimension = 'all'"
+                    f"WHERE app_pk = {apps[0]} AND filter_dim = '' AND dimension = 'all'"
                 )
             ).one()
             assert tuple(facts) == tuple(rolled), (facts, rolled)

@@ -161,15 +161,16 @@ def reports(request: Request, db: DB, page: CurrentAppPage, now: Now) -> Respons
         return render("reports.html", 400, **page.context(**ctx))
     query = urlencode(f.query())
     base = f"/admin/apps/{app.app_id}/reports"
+    board = read.dashboard(db, app.id, f)
     ctx.update(
         f=f,
         query=query,
         base=base,
-        figures=read.figures(db, app.id, f),
-        over_time=read.table(db, app.id, f, "over-time"),
-        breakdowns={d: read.table(db, app.id, f, d) for d in BREAKDOWN_TITLES},
+        figures=board.figures,
+        over_time=board.over_time,
+        breakdowns={d: board.breakdowns[d] for d in BREAKDOWN_TITLES},
         breakdown_titles=BREAKDOWN_TITLES,
-        offers=read.offers(db, app.id, f),
+        offers=board.offers,
         comments=read.comments(
             db, app.id, f, request.query_params.get("q", "")[:255] or None, None, 50
         ),

@@ -1,6 +1,7 @@
-"""Every query the reports make. Figures read the rollups; a filter the rollups do not carry
-(experience, offer, reason, audience, variant, plan) reads the facts instead; drill-downs
-and exports read the facts joined to the sessions."""
+"""Every query the reports make. Figures read the rollups, also with one filter (experience,
+offer, reason, audience, variant or plan: the rollups are kept per filter value too); two
+or more of those filters at once read the facts instead; drill-downs and exports read the
+facts joined to the sessions."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from stayflow.attribution.models import AttributionWatch
 from stayflow.cancel_sessions.models import CancelSession
-from stayflow.reports.facts import DIMENSION_COLUMNS
+from stayflow.reports.facts import DIMENSION_COLUMNS, FILTERS
 from stayflow.reports.models import COUNTERS, ReportFact, ReportOfferRollup, ReportRollup
 
 Counters = dict[str, int]
@@ -56,18 +57,18 @@ class Filters:
     plan: str | None = None
 
     @property
+    def rollup_filter(self) -> tuple[str, str] | None:
+        """The rollups' (filter_dim, filter_value) that answer this view: ``("", "")``
+        without a filter, the filter when there is one; None for two or more (the rollups
+        are kept per single filter: such a view reads the facts)."""
+        chosen = [(name, getattr(self, name)) for name in FILTERS if getattr(self, name)]
+        if not chosen:
+            return ("", "")
+        return chosen[0] if len(chosen) == 1 else None
+
+    @property
     def needs_facts(self) -> bool:
-        return any(
-            v is not None
-            for v in (
-                self.experience,
-                self.offer,
-                self.reason,
-                self.audience,
-                self.variant,
-                self.plan,
-            )
-        )
+        return self.rollup_filter is None
 
     def query(self) -> dict[str, str]:
         """As URL query parameters (for links that keep the view)."""
@@ -132,6 +133,21 @@ def _fact_counters() -> list[ColumnElement[Any]]:
     ]
 
 
+def _rollup_where(app_pk: int, f: Filters) -> list[ColumnElement[bool]]:
+    chosen = f.rollup_filter
+    assert chosen is not None, "two or more filters read the facts"
+    where = [
+        R.app_pk == app_pk,
+        R.filter_dim == chosen[0],
+        R.filter_value == chosen[1],
+        R.day >= f.since,
+        R.day <= f.until,
+    ]
+    if f.currency is not None:
+        where.append(R.currency == f.currency)
+    return where
+
+
 def _rollup_counters() -> list[ColumnElement[Any]]:
     return [func.sum(getattr(R, c)).label(c) for c in COUNTERS]
 
@@ -140,7 +156,10 @@ def _rows(db: Session, query: Select[Any], keys: int) -> dict[tuple[Any, ...], C
     out: dict[tuple[Any, ...], Counters] = {}
     for row in db.execute(query):
         values = tuple(row)
-        out[values[:keys]] = {c: int(v or 0) for c, v in zip(COUNTERS, values[keys:], strict=True)}
+        counters = {c: int(v or 0) for c, v in zip(COUNTERS, values[keys:], strict=True)}
+        # A rollup row whose facts all moved away sums to zero: nothing to show.
+        if any(counters.values()):
+            out[values[:keys]] = counters
     return out
 
 
@@ -164,9 +183,7 @@ def grouped(db: Session, app_pk: int, f: Filters, by: str) -> dict[tuple[Any, ..
         if by == "variant":
             return {(k[0], f"{k[1]}/{k[2]}"): v for k, v in rows.items()}
         return rows
-    where = [R.app_pk == app_pk, R.day >= f.since, R.day <= f.until]
-    if f.currency is not None:
-        where.append(R.currency == f.currency)
+    where = _rollup_where(app_pk, f)
     if by == "all":
         keys = [R.currency]
         where.append(R.dimension == "all")
@@ -180,6 +197,32 @@ def grouped(db: Session, app_pk: int, f: Filters, by: str) -> dict[tuple[Any, ..
         keys = [R.currency, R.value]
         where.append(R.dimension == by)
     return _rows(db, select(*keys, *_rollup_counters()).where(*where).group_by(*keys), len(keys))
+
+
+def dashboard(db: Session, app_pk: int, f: Filters) -> dict[str, dict[tuple[Any, ...], Counters]]:
+    """Every grouping the reports page shows, by ``grouped``'s keys: ``day`` and each of
+    ``BREAKDOWNS`` except ``currency`` (the caller sums ``day`` into the figures and the
+    currency breakdown). From the rollups, one query: each dimension per value, ``all``
+    per day."""
+    if f.needs_facts:
+        out = {"day": grouped(db, app_pk, f, "day")}
+        for by in BREAKDOWNS:
+            if by != "currency":
+                out[by] = grouped(db, app_pk, f, by)
+        return out
+    day = case((R.dimension == "all", R.day), else_=None).label("per_day")
+    query = (
+        select(R.dimension, R.value, R.currency, day, *_rollup_counters())
+        .where(*_rollup_where(app_pk, f))
+        .group_by(R.dimension, R.value, R.currency, day)
+    )
+    out = {"day": {}, **{by: {} for by in BREAKDOWNS if by != "currency"}}
+    for (dimension, value, currency, per_day), counters in _rows(db, query, 4).items():
+        if dimension == "all":
+            out["day"][(per_day, currency)] = counters
+        elif dimension in out:
+            out[dimension][(currency, value)] = counters
+    return out
 
 
 def offers(db: Session, app_pk: int, f: Filters) -> dict[tuple[str, str], Counters]:
@@ -202,9 +245,19 @@ def offers(db: Session, app_pk: int, f: Filters) -> dict[tuple[str, str], Counte
             out = {k: v for k, v in out.items() if k[1] == f.offer}
         return out
     OR = ReportOfferRollup
-    where = [OR.app_pk == app_pk, OR.day >= f.since, OR.day <= f.until]
+    chosen = f.rollup_filter
+    assert chosen is not None
+    where = [
+        OR.app_pk == app_pk,
+        OR.filter_dim == chosen[0],
+        OR.filter_value == chosen[1],
+        OR.day >= f.since,
+        OR.day <= f.until,
+    ]
     if f.currency is not None:
         where.append(OR.currency == f.currency)
+    if f.offer is not None:
+        where.append(OR.offer_id == f.offer)
     totals = (
         select(
             OR.currency,
@@ -217,6 +270,8 @@ def offers(db: Session, app_pk: int, f: Filters) -> dict[tuple[str, str], Counte
         .group_by(OR.currency, OR.offer_id)
     )
     for cur, offer_id, shown_n, accepted_n, kept_n in db.execute(totals):
+        if not (shown_n or accepted_n or kept_n):
+            continue
         out[(cur, offer_id)] = {
             "shown": int(shown_n or 0),
             "accepted": int(accepted_n or 0),
@@ -363,6 +418,8 @@ def variant_arms(
         select(R.currency, R.value, *_rollup_counters())
         .where(
             R.app_pk == app_pk,
+            R.filter_dim == "",
+            R.filter_value == "",
             R.dimension == "variant",
             R.day >= since,
             R.day <= until,
@@ -374,4 +431,8 @@ def variant_arms(
 
 
 def first_day(db: Session, app_pk: int) -> date | None:
-    return db.scalar(select(func.min(R.day)).where(R.app_pk == app_pk, R.dimension == "all"))
+    return db.scalar(
+        select(func.min(R.day)).where(
+            R.app_pk == app_pk, R.filter_dim == "", R.filter_value == "", R.dimension == "all"
+        )
+    )
