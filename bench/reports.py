@@ -39,10 +39,10 @@ from _support import create_database, drop_database
 from stayflow.apps import service as apps_service
 from stayflow.crypto import Encryptor
 from stayflow.db import make_engine, make_session_factory, migrate, transaction
-from stayflow.reports import read
+from stayflow.reports import read, service
 from stayflow.reports.facts import DIMENSION_COLUMNS, FILTER_COLUMNS, FILTERS
 from stayflow.reports.models import COUNTERS
-from stayflow.reports.repository import BREAKDOWNS, Filters
+from stayflow.reports.repository import Filters
 from stayflow.settings import Settings
 
 START = date(2025, 12, 1)
@@ -198,12 +198,11 @@ def build_rollups(db: Session) -> None:
 
 
 def dashboard(db: Session, app_pk: int, f: Filters) -> None:
-    """What /admin/apps/{id}/reports computes."""
-    read.figures(db, app_pk, f)
-    read.table(db, app_pk, f, "over-time")
-    for dimension in BREAKDOWNS:
-        read.table(db, app_pk, f, dimension)
-    read.offers(db, app_pk, f)
+    """What /admin/apps/{id}/reports computes: the refresh it runs first (nothing is dirty
+    here), the figures, outcomes over time, every breakdown and the offers (one query per
+    rollup table), and the newest comments."""
+    service.refresh_all(db, app_pk, max_rounds=5)
+    read.dashboard(db, app_pk, f)
     read.comments(db, app_pk, f, None, None, 50)
 
 
