@@ -139,6 +139,11 @@ def load(db: Session, app_pk: int, n: int, offset: int) -> None:
     )
 
 
+def _keys(*exprs: str) -> str:
+    """A GROUP BY list without the constants (PostgreSQL refuses a constant there)."""
+    return ", ".join(e for e in exprs if not e.startswith("'"))
+
+
 def build_rollups(db: Session) -> None:
     """The rollups from the facts: per filter (none, or one filter value) and dimension one
     ``INSERT ... SELECT ... GROUP BY`` (setup only)."""
@@ -179,7 +184,7 @@ def build_rollups(db: Session) -> None:
                     f"dimension, value, {', '.join(COUNTERS)}) SELECT app_pk, '{name}', {wanted}, "
                     f"day, currency, '{dimension}', {expr}, {', '.join(sums.values())} "
                     f"FROM report_facts WHERE {counted} AND {keeps} AND {has} "
-                    f"GROUP BY app_pk, {wanted}, day, currency, {expr}"
+                    f"GROUP BY {_keys('app_pk', wanted, 'day', 'currency', expr)}"
                 )
             )
         for offer in OFFERS:
@@ -192,7 +197,7 @@ def build_rollups(db: Session) -> None:
                     f"sum(CASE WHEN offer_id = '{offer}' THEN 1 ELSE 0 END), "
                     f"sum(CASE WHEN offer_id = '{offer}' THEN mrr_kept ELSE 0 END) "
                     f"FROM report_facts WHERE {counted} AND {keeps} "
-                    f"GROUP BY app_pk, {wanted}, day, currency"
+                    f"GROUP BY {_keys('app_pk', wanted, 'day', 'currency')}"
                 )
             )
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, literal, or_, select
+from sqlalchemy import Select, and_, case, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -199,12 +199,60 @@ def grouped(db: Session, app_pk: int, f: Filters, by: str) -> dict[tuple[Any, ..
     return _rows(db, select(*keys, *_rollup_counters()).where(*where).group_by(*keys), len(keys))
 
 
+# The facts' columns (by name) of each grouping the page shows, for one pass over them.
+_FACT_GROUPS: dict[str, tuple[str, ...]] = {
+    "day": ("day",),
+    **{by: (column,) for by, column in DIMENSION_COLUMNS.items()},
+    "variant": ("experiment_id", "variant_id"),
+}
+_FACT_GROUP_COLUMNS = ("day", *DIMENSION_COLUMNS.values(), "experiment_id", "variant_id")
+
+
+def _grouping_bits(columns: tuple[str, ...]) -> int:
+    """PostgreSQL's GROUPING(...) of a set grouped by ``columns``: a 1 bit (first column
+    highest) for each column the set leaves out."""
+    width = len(_FACT_GROUP_COLUMNS)
+    return sum(1 << (width - 1 - i) for i, c in enumerate(_FACT_GROUP_COLUMNS) if c not in columns)
+
+
+def _facts_in_one_pass(db: Session, app_pk: int, f: Filters) -> dict[str, dict[Any, Counters]]:
+    """``dashboard`` from the facts in one scan (PostgreSQL's GROUPING SETS), for the views
+    the rollups do not answer (two or more filters)."""
+    by_bits = {_grouping_bits(columns): name for name, columns in _FACT_GROUPS.items()}
+    columns = [getattr(F, c) for c in _FACT_GROUP_COLUMNS]
+    sets = [tuple_(F.currency, *[getattr(F, c) for c in cs]) for cs in _FACT_GROUPS.values()]
+    query = (
+        select(func.grouping(*columns), F.currency, *columns, *_fact_counters())
+        .where(*_fact_where(app_pk, f))
+        .group_by(func.grouping_sets(*sets))
+    )
+    width = 2 + len(columns)
+    out: dict[str, dict[Any, Counters]] = {name: {} for name in _FACT_GROUPS}
+    for row in db.execute(query):
+        values = tuple(row)
+        name = by_bits[int(values[0])]
+        currency = values[1]
+        named = dict(zip(_FACT_GROUP_COLUMNS, values[2:width], strict=True))
+        counters = {c: int(v or 0) for c, v in zip(COUNTERS, values[width:], strict=True)}
+        if name == "day":
+            out["day"][(named["day"], currency)] = counters
+        elif name == "variant":
+            if named["experiment_id"]:
+                key = f"{named['experiment_id']}/{named['variant_id']}"
+                out["variant"][(currency, key)] = counters
+        else:
+            out[name][(currency, named[DIMENSION_COLUMNS[name]])] = counters
+    return out
+
+
 def dashboard(db: Session, app_pk: int, f: Filters) -> dict[str, dict[tuple[Any, ...], Counters]]:
     """Every grouping the reports page shows, by ``grouped``'s keys: ``day`` and each of
     ``BREAKDOWNS`` except ``currency`` (the caller sums ``day`` into the figures and the
     currency breakdown). From the rollups, one query: each dimension per value, ``all``
     per day."""
     if f.needs_facts:
+        if db.get_bind().dialect.name == "postgresql":
+            return _facts_in_one_pass(db, app_pk, f)
         out = {"day": grouped(db, app_pk, f, "day")}
         for by in BREAKDOWNS:
             if by != "currency":
