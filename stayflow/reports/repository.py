@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, case, func, literal, or_, select, tuple_
@@ -429,6 +429,11 @@ def comments(
         .where(
             CancelSession.app_pk == app_pk,
             CancelSession.reason_comment.is_not(None),
+            # A fact's day is its session's UTC start day: the same range on the sessions'
+            # side keeps the walk inside the range (with a filter that matches few
+            # sessions, it would otherwise read back through every older session).
+            CancelSession.created_at >= datetime.combine(f.since, time(), UTC),
+            CancelSession.created_at < datetime.combine(f.until + timedelta(days=1), time(), UTC),
             # SQLite would start from the facts' index otherwise; PostgreSQL's planner
             # needs no hint (and a wrong row estimate from the hint misleads it).
             *_fact_where(app_pk, f, by_index=db.get_bind().dialect.name == "postgresql"),

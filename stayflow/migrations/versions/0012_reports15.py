@@ -1,4 +1,5 @@
-"""reports: rollups per filter (filter_dim, filter_value), so a filtered view reads rollups
+"""reports: rollups per filter (filter_dim, filter_value), so a filtered view reads rollups;
+an index of the sessions that have a comment
 
 Revision ID: 0012_reports15
 Revises: 0011_attr12
@@ -132,9 +133,18 @@ def upgrade() -> None:
     op.drop_table("report_rollups")
     _create(filtered=True)
     _rebuild_every_app()
+    # The reports' comments walk only the sessions that have one.
+    op.create_index(
+        "ix_cancel_sessions_app_commented_at",
+        "cancel_sessions",
+        ["app_pk", "created_at"],
+        postgresql_where=sa.text("reason_comment IS NOT NULL"),
+        sqlite_where=sa.text("reason_comment IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_cancel_sessions_app_commented_at", table_name="cancel_sessions")
     op.drop_table("report_offer_rollups")
     op.drop_table("report_rollups")
     _create(filtered=False)
