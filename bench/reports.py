@@ -3,16 +3,20 @@
     python bench/reports.py [--sessions 1000000] [--backend postgresql|sqlite|both]
 
 One app gets ``--sessions`` sessions spread over 365 days; two other apps get a tenth as
-many each (noise the queries must skip). Then, for 30 and 365 days, with and without a
-filter, it times what the admin's reports page computes: the figures, outcomes over time,
-the eight breakdowns, the offers and the latest comments (in-process calls of
-``stayflow.reports.read``, the functions the page and the API call; no HTTP).
+many each (noise the queries must skip). Then, for 30 and 365 days, without a filter, with
+one filter (reason; offer: read from the rollups kept per filter value) and with two
+(reason and plan: read from the facts), it times what the admin's reports page computes:
+its refresh (nothing dirty here), ``read.dashboard`` (figures, outcomes over time, the
+eight breakdowns, the offers) and the latest comments (in-process calls, the functions the
+page calls; no HTTP, no template, no chart images).
 
 Setup is NOT the product's write path (disclosed): cancel sessions and their report facts
 are bulk-inserted by SQL (``generate_series`` on PostgreSQL, a recursive CTE on SQLite),
 and the rollups are built from the facts by one ``INSERT ... SELECT ... GROUP BY`` per
-dimension, the same sums the incremental code keeps (tests/reports/test_rollups.py checks
-that equality). After setup the script checks that the rollups' totals equal the facts'.
+filter value and dimension, the same sums the incremental code keeps
+(tests/reports/test_rollups.py checks that equality). After setup the script checks that
+the rollups' totals equal the facts'. No attribution watches are generated, so the revenue
+card's two counts read an empty index.
 Timings are the median of 5 runs after one warm-up; PostgreSQL runs with its defaults
 (fsync on) and ANALYZE after the load.
 """
@@ -39,10 +43,10 @@ from _support import create_database, drop_database
 from stayflow.apps import service as apps_service
 from stayflow.crypto import Encryptor
 from stayflow.db import make_engine, make_session_factory, migrate, transaction
-from stayflow.reports import read
-from stayflow.reports.facts import DIMENSION_COLUMNS
+from stayflow.reports import read, service
+from stayflow.reports.facts import DIMENSION_COLUMNS, FILTER_COLUMNS, FILTERS
 from stayflow.reports.models import COUNTERS
-from stayflow.reports.repository import BREAKDOWNS, Filters
+from stayflow.reports.repository import Filters
 from stayflow.settings import Settings
 
 START = date(2025, 12, 1)
@@ -139,8 +143,14 @@ def load(db: Session, app_pk: int, n: int, offset: int) -> None:
     )
 
 
+def _keys(*exprs: str) -> str:
+    """A GROUP BY list without the constants (PostgreSQL refuses a constant there)."""
+    return ", ".join(e for e in exprs if not e.startswith("'"))
+
+
 def build_rollups(db: Session) -> None:
-    """The rollups from the facts, one GROUP BY per dimension (setup only)."""
+    """The rollups from the facts: per filter (none, or one filter value) and dimension one
+    ``INSERT ... SELECT ... GROUP BY`` (setup only)."""
     sums = {
         "sessions": "count(*)",
         "saves": "sum(CASE WHEN outcome = 'saved' THEN 1 ELSE 0 END)",
@@ -156,37 +166,52 @@ def build_rollups(db: Session) -> None:
         "cash": "sum(cash)",
     }
     assert tuple(sums) == COUNTERS
-    values = {"all": "''", **DIMENSION_COLUMNS, "variant": "experiment_id || '/' || variant_id"}
-    where = "counted AND NOT excluded"
-    for dimension, expr in values.items():
-        db.execute(
-            text(
-                f"INSERT INTO report_rollups (app_pk, day, currency, dimension, value, "
-                f"{', '.join(COUNTERS)}) SELECT app_pk, day, currency, '{dimension}', {expr}, "
-                f"{', '.join(sums.values())} FROM report_facts WHERE {where} "
-                f"GROUP BY app_pk, day, currency{'' if dimension == 'all' else ', ' + expr}"
+    variant = "experiment_id || '/' || variant_id"
+    values = {"all": "''", **DIMENSION_COLUMNS, "variant": variant}
+    # filter -> (its value's expression, the facts it keeps); an offer filter per offer.
+    filters: list[tuple[str, str, str]] = [("", "''", "1 = 1")]
+    for name in FILTERS:
+        if name == "offer":
+            filters += [("offer", f"'{o}'", f"offers_shown LIKE '%,{o},%'") for o in OFFERS]
+        elif name == "variant":
+            filters.append(("variant", variant, "experiment_id <> ''"))
+        else:
+            column = FILTER_COLUMNS[name]
+            filters.append((name, column, f"{column} <> ''"))
+    counted = "counted AND NOT excluded"
+    for name, wanted, keeps in filters:
+        for dimension, expr in values.items():
+            has = "experiment_id <> ''" if dimension == "variant" else "1 = 1"
+            db.execute(
+                text(
+                    "INSERT INTO report_rollups (app_pk, filter_dim, filter_value, day, currency, "
+                    f"dimension, value, {', '.join(COUNTERS)}) SELECT app_pk, '{name}', {wanted}, "
+                    f"day, currency, '{dimension}', {expr}, {', '.join(sums.values())} "
+                    f"FROM report_facts WHERE {counted} AND {keeps} AND {has} "
+                    f"GROUP BY {_keys('app_pk', wanted, 'day', 'currency', expr)}"
+                )
             )
-        )
-    for offer in OFFERS:
-        db.execute(
-            text(
-                "INSERT INTO report_offer_rollups (app_pk, day, currency, offer_id, shown, "
-                f"accepted, mrr_kept) SELECT app_pk, day, currency, '{offer}', "
-                f"sum(CASE WHEN offers_shown LIKE '%,{offer},%' THEN 1 ELSE 0 END), "
-                f"sum(CASE WHEN offer_id = '{offer}' THEN 1 ELSE 0 END), "
-                f"sum(CASE WHEN offer_id = '{offer}' THEN mrr_kept ELSE 0 END) "
-                f"FROM report_facts WHERE {where} GROUP BY app_pk, day, currency"
+        for offer in OFFERS:
+            db.execute(
+                text(
+                    "INSERT INTO report_offer_rollups (app_pk, filter_dim, filter_value, day, "
+                    f"currency, offer_id, shown, accepted, mrr_kept) SELECT app_pk, '{name}', "
+                    f"{wanted}, day, currency, '{offer}', "
+                    f"sum(CASE WHEN offers_shown LIKE '%,{offer},%' THEN 1 ELSE 0 END), "
+                    f"sum(CASE WHEN offer_id = '{offer}' THEN 1 ELSE 0 END), "
+                    f"sum(CASE WHEN offer_id = '{offer}' THEN mrr_kept ELSE 0 END) "
+                    f"FROM report_facts WHERE {counted} AND {keeps} "
+                    f"GROUP BY {_keys('app_pk', wanted, 'day', 'currency')}"
+                )
             )
-        )
 
 
 def dashboard(db: Session, app_pk: int, f: Filters) -> None:
-    """What /admin/apps/{id}/reports computes."""
-    read.figures(db, app_pk, f)
-    read.table(db, app_pk, f, "over-time")
-    for dimension in BREAKDOWNS:
-        read.table(db, app_pk, f, dimension)
-    read.offers(db, app_pk, f)
+    """What /admin/apps/{id}/reports computes: the refresh it runs first (nothing is dirty
+    here), the figures, outcomes over time, every breakdown and the offers (one query per
+    rollup table), and the newest comments."""
+    service.refresh_all(db, app_pk, max_rounds=5)
+    read.dashboard(db, app_pk, f)
     read.comments(db, app_pk, f, None, None, 50)
 
 
@@ -235,7 +260,7 @@ def run(backend: str, sessions: int) -> None:
             rolled = db.execute(
                 text(
                     "SELECT sum(sessions), sum(mrr_kept) FROM report_rollups "
-                    f"WHERE app_pk = {apps[0]} AND dimension = 'all'"
+                    f"WHERE app_pk = {apps[0]} AND filter_dim = '' AND dimension = 'all'"
                 )
             ).one()
             assert tuple(facts) == tuple(rolled), (facts, rolled)
@@ -250,7 +275,9 @@ def run(backend: str, sessions: int) -> None:
             since = END - timedelta(days=days - 1)
             for label, extra in (
                 ("none (rollups)", {}),
-                ("reason=too_expensive", {"reason": "too_expensive"}),
+                ("reason (rollups)", {"reason": "too_expensive"}),
+                ("offer (rollups)", {"offer": "pause_2m"}),
+                ("reason+plan (facts)", {"reason": "too_expensive", "plan": "Pro"}),
             ):
                 f = Filters(since=since, until=END, **extra)  # type: ignore[arg-type]
                 ms = timed(factory, lambda db, f=f: dashboard(db, apps[0], f))

@@ -24,7 +24,6 @@ from stayflow.admin.web import (
     redirect,
     render,
 )
-from stayflow.db import utcnow
 from stayflow.deps import DB
 from stayflow.enrichment.models import FieldMapping
 from stayflow.errors import StayflowError
@@ -33,6 +32,8 @@ from stayflow.reports import charts, experiments, read, service
 from stayflow.reports.repository import FIGURES, Filters
 
 router = APIRouter(prefix="/admin/apps/{app_id}/reports", include_in_schema=False)
+# The experiment page counts from here unless told a first day.
+EXPERIMENT_START = date(2000, 1, 1)
 
 Text = Annotated[str, Query(max_length=255)]
 FormStr = Annotated[str, Form()]
@@ -161,15 +162,16 @@ def reports(request: Request, db: DB, page: CurrentAppPage, now: Now) -> Respons
         return render("reports.html", 400, **page.context(**ctx))
     query = urlencode(f.query())
     base = f"/admin/apps/{app.app_id}/reports"
+    board = read.dashboard(db, app.id, f)
     ctx.update(
         f=f,
         query=query,
         base=base,
-        figures=read.figures(db, app.id, f),
-        over_time=read.table(db, app.id, f, "over-time"),
-        breakdowns={d: read.table(db, app.id, f, d) for d in BREAKDOWN_TITLES},
+        figures=board.figures,
+        over_time=board.over_time,
+        breakdowns={d: board.breakdowns[d] for d in BREAKDOWN_TITLES},
         breakdown_titles=BREAKDOWN_TITLES,
-        offers=read.offers(db, app.id, f),
+        offers=board.offers,
         comments=read.comments(
             db, app.id, f, request.query_params.get("q", "")[:255] or None, None, 50
         ),
@@ -315,15 +317,31 @@ def csv_download(
     return _csv_response(table, list(read.table_csv(db, app_pk, f, table)))
 
 
+def _experiment_range(since: str, until: str, today: date) -> tuple[date, date]:
+    """The experiment page's dates: from the first day (blank) to today (blank)."""
+    try:
+        first = date.fromisoformat(since.strip()) if since.strip() else EXPERIMENT_START
+        last = date.fromisoformat(until.strip()) if until.strip() else today
+    except ValueError as exc:
+        raise AdminPageError(400, i18n.Message("Dates are written like 2026-12-01.")) from exc
+    if first > last:
+        raise AdminPageError(400, i18n.Message("The first day must be on or before the last."))
+    return first, last
+
+
 @router.get("/experiments/{experiment_id}", response_class=HTMLResponse)
 def experiment(
     db: DB,
     page: CurrentAppPage,
+    now: Now,
     experiment_id: str,
     metric: Annotated[str, Query(max_length=20)] = "mrr_per_session",
     currency: Annotated[str, Query(max_length=3)] = "",
+    since: Annotated[str, Query(max_length=20)] = "",
+    until: Annotated[str, Query(max_length=20)] = "",
 ) -> Response:
     app = page.access.app
+    first, last = _experiment_range(since, until, now.date())
     service.refresh_all(db, app.id, max_rounds=5)
     if metric not in experiments.METRICS:
         raise AdminPageError(400, "Choose a metric: mrr_per_session or save_rate.")
@@ -332,8 +350,8 @@ def experiment(
             db,
             app,
             experiment_id,
-            since=date(2000, 1, 1),
-            until=utcnow().date(),
+            since=first,
+            until=last,
             currency=currency.lower() or None,
             metric=metric,
             gettext=_gettext_for(page),
@@ -345,6 +363,15 @@ def experiment(
         **page.context(
             section="reports",
             report=found,
+            dates={"since": since.strip(), "until": until.strip()},
+            metric_link=urlencode(
+                {
+                    "metric": "save_rate"
+                    if found.metric == "mrr_per_session"
+                    else "mrr_per_session",
+                    **{k: v.strip() for k, v in (("since", since), ("until", until)) if v.strip()},
+                }
+            ),
             is_owner=page.access.allows(OWNER),
             pct=_pct,
             money=experiments.money,

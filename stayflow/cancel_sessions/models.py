@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stayflow.db import Base, BigIntPK, JSONType, utcnow
@@ -24,6 +24,14 @@ class CancelSession(Base):
     __tablename__ = "cancel_sessions"
     __table_args__ = (
         Index("ix_cancel_sessions_app_pk_created_at", "app_pk", "created_at"),
+        # The reports' comments, newest first, walk only the sessions that have one.
+        Index(
+            "ix_cancel_sessions_app_commented_at",
+            "app_pk",
+            "created_at",
+            postgresql_where=text("reason_comment IS NOT NULL"),
+            sqlite_where=text("reason_comment IS NOT NULL"),
+        ),
         Index("ix_cancel_sessions_outcome_abandon_at", "outcome", "abandon_at"),
     )
 

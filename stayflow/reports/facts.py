@@ -35,6 +35,15 @@ DIMENSION_COLUMNS = {
     "audience": "audience_id",
     "experience": "experience_id",
 }
+# Filters the rollups carry (one at a time, besides the dates and the currency), and the
+# facts' column each reads ("offer" reads the shown offers, "variant" experiment/variant).
+FILTERS = ("experience", "offer", "reason", "audience", "variant", "plan")
+FILTER_COLUMNS = {
+    "experience": "experience_id",
+    "reason": "reason_id",
+    "audience": "audience_id",
+    "plan": "plan",
+}
 ACCOUNT_AGES = ("<1m", "1-3m", "3-12m", "1-2y", "2y+")
 _OUTCOME_COUNTER = {
     "saved": "saves",
@@ -211,10 +220,35 @@ def shown_offers(fact: Mapping[str, Any]) -> list[str]:
     return [o for o in str(fact["offers_shown"]).split(",") if o]
 
 
+def filters_of(fact: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The (filter, value) pairs a fact matches, ``("", "")`` (no filter) first.
+
+    One per filter the rollups carry (``FILTERS``); an offer filter matches each offer the
+    session was shown. Empty values are left out: no filter asks for them.
+    """
+    out: dict[tuple[str, str], None] = {("", ""): None}
+    for name in FILTERS:
+        if name == "offer":
+            for offer in shown_offers(fact):
+                out[("offer", offer)] = None
+        elif name == "variant":
+            if fact["experiment_id"]:
+                key = variant_key(str(fact["experiment_id"]), str(fact["variant_id"]))
+                out[("variant", key)] = None
+        elif fact[FILTER_COLUMNS[name]]:
+            out[(name, str(fact[FILTER_COLUMNS[name]]))] = None
+    return list(out)
+
+
+RollupKey = tuple[str, str, str, str]  # filter, filter value, dimension, value
+OfferKey = tuple[str, str, str]  # filter, filter value, offer
+
+
 def contributions(
     fact: Mapping[str, Any],
-) -> tuple[dict[tuple[str, str], dict[str, int]], dict[str, dict[str, int]]]:
-    """What a fact adds: counters per (dimension, value), and per shown offer.
+) -> tuple[dict[RollupKey, dict[str, int]], dict[OfferKey, dict[str, int]]]:
+    """What a fact adds: counters per (filter, filter value, dimension, value), and per
+    (filter, filter value, shown offer).
 
     Keys leave out the app, day and currency (the fact's own). Nothing for a fact that is
     excluded or not counted.
@@ -234,20 +268,25 @@ def contributions(
     counters["mrr_kept_sq"] = kept * kept
     counters["mrr_lost"] = int(fact["mrr_lost"])
     counters["cash"] = int(fact["cash"])
-    rows: dict[tuple[str, str], dict[str, int]] = {("all", ""): counters}
+    values: list[tuple[str, str]] = [("all", "")]
     for dimension, column in DIMENSION_COLUMNS.items():
-        rows[(dimension, str(fact[column]))] = counters
+        values.append((dimension, str(fact[column])))
     if fact["experiment_id"]:
-        rows[("variant", variant_key(str(fact["experiment_id"]), str(fact["variant_id"])))] = (
-            counters
-        )
-    offers: dict[str, dict[str, int]] = {}
+        values.append(("variant", variant_key(str(fact["experiment_id"]), str(fact["variant_id"]))))
+    offer_counters: dict[str, dict[str, int]] = {}
     accepted = str(fact["offer_id"])
     for offer in shown_offers(fact):
         took = offer == accepted
-        offers[offer] = {"shown": 1, "accepted": int(took), "mrr_kept": kept if took else 0}
-    if accepted and accepted not in offers:
-        offers[accepted] = {"shown": 0, "accepted": 1, "mrr_kept": kept}
+        offer_counters[offer] = {"shown": 1, "accepted": int(took), "mrr_kept": kept if took else 0}
+    if accepted and accepted not in offer_counters:
+        offer_counters[accepted] = {"shown": 0, "accepted": 1, "mrr_kept": kept}
+    rows: dict[RollupKey, dict[str, int]] = {}
+    offers: dict[OfferKey, dict[str, int]] = {}
+    for name, wanted in filters_of(fact):
+        for dimension, value in values:
+            rows[(name, wanted, dimension, value)] = counters
+        for offer, c in offer_counters.items():
+            offers[(name, wanted, offer)] = c
     return rows, offers
 
 
@@ -268,11 +307,11 @@ def deltas(
     for sign, facts in ((-1, old), (1, new)):
         for fact in facts:
             rows, offers = contributions(fact)
-            for (dimension, value), counters in rows.items():
-                key = (fact["day"], fact["currency"], dimension, value)
-                merge_into(rollup, key, counters, sign)
-            for offer_id, counters in offers.items():
-                merge_into(offer, (fact["day"], fact["currency"], offer_id), counters, sign)
+            at = (fact["day"], fact["currency"])
+            for rollup_key, counters in rows.items():
+                merge_into(rollup, at + rollup_key, counters, sign)
+            for offer_key, counters in offers.items():
+                merge_into(offer, at + offer_key, counters, sign)
     return (
         {k: v for k, v in rollup.items() if any(v.values())},
         {k: v for k, v in offer.items() if any(v.values())},

@@ -82,17 +82,34 @@ class ReportFact(Base):
 
 
 class ReportRollup(Base):
-    """Sums of the counted, not excluded facts of one (app, day, currency, dimension, value)."""
+    """Sums of the counted, not excluded facts of one (app, filter, day, currency, dimension,
+    value).
+
+    ``filter_dim`` / ``filter_value`` say which facts are summed: ``""`` / ``""`` all of them,
+    else only those matching one filter (``reason`` / ``too_expensive``: the facts with that
+    reason; ``offer``: the facts shown that offer), so a view with one filter reads rollups
+    too. The key starts with (app, filter, day): one range scan reads every dimension of a
+    date range.
+    """
 
     __tablename__ = "report_rollups"
     __table_args__ = (
         UniqueConstraint(
-            "app_pk", "dimension", "day", "currency", "value", name="uq_report_rollups_key"
+            "app_pk",
+            "filter_dim",
+            "filter_value",
+            "day",
+            "dimension",
+            "currency",
+            "value",
+            name="uq_report_rollups_key",
         ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     app_pk: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    filter_dim: Mapped[str] = mapped_column(String(20), default="")
+    filter_value: Mapped[str] = mapped_column(String(255), default="")
     day: Mapped[date] = mapped_column(Date)
     currency: Mapped[str] = mapped_column(String(10))
     dimension: Mapped[str] = mapped_column(String(20))
@@ -113,17 +130,26 @@ class ReportRollup(Base):
 
 
 class ReportOfferRollup(Base):
-    """Per (app, day, currency, offer): times shown, accepted, and the MRR kept by it."""
+    """Per (app, filter, day, currency, offer): times shown, accepted, and the MRR kept by
+    it (the filter as in ``ReportRollup``)."""
 
     __tablename__ = "report_offer_rollups"
     __table_args__ = (
         UniqueConstraint(
-            "app_pk", "day", "currency", "offer_id", name="uq_report_offer_rollups_key"
+            "app_pk",
+            "filter_dim",
+            "filter_value",
+            "day",
+            "currency",
+            "offer_id",
+            name="uq_report_offer_rollups_key",
         ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     app_pk: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    filter_dim: Mapped[str] = mapped_column(String(20), default="")
+    filter_value: Mapped[str] = mapped_column(String(255), default="")
     day: Mapped[date] = mapped_column(Date)
     currency: Mapped[str] = mapped_column(String(10))
     offer_id: Mapped[str] = mapped_column(String(100))

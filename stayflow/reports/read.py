@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -73,8 +73,7 @@ def _figures(currency: str, c: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def figures(db: Session, app_pk: int, f: Filters) -> FiguresOut:
-    rows = repository.grouped(db, app_pk, f, "all")
+def _revenue(db: Session, app_pk: int) -> RevenueCard:
     state = attribution_repository.get_state(db, app_pk)
     # Two index counts (app; app + status), not a scan of every watch's amounts.
     watched = db.scalar(select(func.count()).where(AttributionWatch.app_pk == app_pk)) or 0
@@ -86,23 +85,33 @@ def figures(db: Session, app_pk: int, f: Filters) -> FiguresOut:
         )
         or 0
     )
-    matched = int(watched) - int(unmatched)
+    return RevenueCard(
+        last_sync_at=state.last_sync_at if state else None,
+        last_sync_outcome=state.last_sync_outcome if state else None,
+        sessions_matched=int(watched) - int(unmatched),
+        sessions_unmatched=unmatched,
+    )
+
+
+def _figures_out(
+    db: Session, app_pk: int, f: Filters, rows: dict[tuple[Any, ...], dict[str, int]]
+) -> FiguresOut:
     return FiguresOut(
         filters=filters_out(f),
         source="facts" if f.needs_facts else "rollups",
         per_currency=[Figures(**_figures(k[0], v)) for k, v in sorted(rows.items())],
-        revenue=RevenueCard(
-            last_sync_at=state.last_sync_at if state else None,
-            last_sync_outcome=state.last_sync_outcome if state else None,
-            sessions_matched=matched,
-            sessions_unmatched=unmatched,
-        ),
+        revenue=_revenue(db, app_pk),
     )
 
 
-def table(db: Session, app_pk: int, f: Filters, dimension: str) -> TableOut:
+def figures(db: Session, app_pk: int, f: Filters) -> FiguresOut:
+    return _figures_out(db, app_pk, f, repository.grouped(db, app_pk, f, "all"))
+
+
+def _table_out(
+    f: Filters, dimension: str, grouped: dict[tuple[Any, ...], dict[str, int]]
+) -> TableOut:
     by = "day" if dimension == "over-time" else dimension
-    grouped = repository.grouped(db, app_pk, f, by)
     rows: list[Row] = []
     for key, counters in grouped.items():
         if by == "day":
@@ -116,6 +125,47 @@ def table(db: Session, app_pk: int, f: Filters, dimension: str) -> TableOut:
     else:
         rows.sort(key=lambda r: (r.currency, -r.sessions, r.value))
     return TableOut(filters=filters_out(f), dimension=dimension, rows=rows)
+
+
+def table(db: Session, app_pk: int, f: Filters, dimension: str) -> TableOut:
+    by = "day" if dimension == "over-time" else dimension
+    return _table_out(f, dimension, repository.grouped(db, app_pk, f, by))
+
+
+@dataclass
+class Dashboard:
+    """What the reports page shows, read with one query per rollup table."""
+
+    figures: FiguresOut
+    over_time: TableOut
+    breakdowns: dict[str, TableOut]
+    offers: OffersOut
+
+
+def _summed(
+    rows: dict[tuple[Any, ...], dict[str, int]], key: Callable[[tuple[Any, ...]], tuple[Any, ...]]
+) -> dict[tuple[Any, ...], dict[str, int]]:
+    out: dict[tuple[Any, ...], dict[str, int]] = {}
+    for k, counters in rows.items():
+        total = out.setdefault(key(k), dict.fromkeys(COUNTERS, 0))
+        for name, value in counters.items():
+            total[name] += value
+    return out
+
+
+def dashboard(db: Session, app_pk: int, f: Filters) -> Dashboard:
+    """The figures, outcomes per day, every breakdown and the offers (equal to calling
+    ``figures``, ``table`` and ``offers`` one by one)."""
+    grouped = repository.dashboard(db, app_pk, f)
+    per_day = grouped.pop("day")
+    per_currency = _summed(per_day, lambda k: (k[1],))
+    grouped["currency"] = {(c[0], c[0]): v for c, v in per_currency.items()}
+    return Dashboard(
+        figures=_figures_out(db, app_pk, f, per_currency),
+        over_time=_table_out(f, "over-time", per_day),
+        breakdowns={d: _table_out(f, d, grouped[d]) for d in repository.BREAKDOWNS if d in grouped},
+        offers=offers(db, app_pk, f),
+    )
 
 
 def offers(db: Session, app_pk: int, f: Filters) -> OffersOut:

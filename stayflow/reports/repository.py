@@ -1,21 +1,22 @@
-"""Every query the reports make. Figures read the rollups; a filter the rollups do not carry
-(experience, offer, reason, audience, variant, plan) reads the facts instead; drill-downs
-and exports read the facts joined to the sessions."""
+"""Every query the reports make. Figures read the rollups, also with one filter (experience,
+offer, reason, audience, variant or plan: the rollups are kept per filter value too); two
+or more of those filters at once read the facts instead; drill-downs and exports read the
+facts joined to the sessions."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, literal, or_, select
+from sqlalchemy import Select, and_, case, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from stayflow.attribution.models import AttributionWatch
 from stayflow.cancel_sessions.models import CancelSession
-from stayflow.reports.facts import DIMENSION_COLUMNS
+from stayflow.reports.facts import DIMENSION_COLUMNS, FILTERS
 from stayflow.reports.models import COUNTERS, ReportFact, ReportOfferRollup, ReportRollup
 
 Counters = dict[str, int]
@@ -56,18 +57,18 @@ class Filters:
     plan: str | None = None
 
     @property
+    def rollup_filter(self) -> tuple[str, str] | None:
+        """The rollups' (filter_dim, filter_value) that answer this view: ``("", "")``
+        without a filter, the filter when there is one; None for two or more (the rollups
+        are kept per single filter: such a view reads the facts)."""
+        chosen = [(name, getattr(self, name)) for name in FILTERS if getattr(self, name)]
+        if not chosen:
+            return ("", "")
+        return chosen[0] if len(chosen) == 1 else None
+
+    @property
     def needs_facts(self) -> bool:
-        return any(
-            v is not None
-            for v in (
-                self.experience,
-                self.offer,
-                self.reason,
-                self.audience,
-                self.variant,
-                self.plan,
-            )
-        )
+        return self.rollup_filter is None
 
     def query(self) -> dict[str, str]:
         """As URL query parameters (for links that keep the view)."""
@@ -132,6 +133,21 @@ def _fact_counters() -> list[ColumnElement[Any]]:
     ]
 
 
+def _rollup_where(app_pk: int, f: Filters) -> list[ColumnElement[bool]]:
+    chosen = f.rollup_filter
+    assert chosen is not None, "two or more filters read the facts"
+    where = [
+        R.app_pk == app_pk,
+        R.filter_dim == chosen[0],
+        R.filter_value == chosen[1],
+        R.day >= f.since,
+        R.day <= f.until,
+    ]
+    if f.currency is not None:
+        where.append(R.currency == f.currency)
+    return where
+
+
 def _rollup_counters() -> list[ColumnElement[Any]]:
     return [func.sum(getattr(R, c)).label(c) for c in COUNTERS]
 
@@ -140,7 +156,10 @@ def _rows(db: Session, query: Select[Any], keys: int) -> dict[tuple[Any, ...], C
     out: dict[tuple[Any, ...], Counters] = {}
     for row in db.execute(query):
         values = tuple(row)
-        out[values[:keys]] = {c: int(v or 0) for c, v in zip(COUNTERS, values[keys:], strict=True)}
+        counters = {c: int(v or 0) for c, v in zip(COUNTERS, values[keys:], strict=True)}
+        # A rollup row whose facts all moved away sums to zero: nothing to show.
+        if any(counters.values()):
+            out[values[:keys]] = counters
     return out
 
 
@@ -164,9 +183,7 @@ def grouped(db: Session, app_pk: int, f: Filters, by: str) -> dict[tuple[Any, ..
         if by == "variant":
             return {(k[0], f"{k[1]}/{k[2]}"): v for k, v in rows.items()}
         return rows
-    where = [R.app_pk == app_pk, R.day >= f.since, R.day <= f.until]
-    if f.currency is not None:
-        where.append(R.currency == f.currency)
+    where = _rollup_where(app_pk, f)
     if by == "all":
         keys = [R.currency]
         where.append(R.dimension == "all")
@@ -180,6 +197,80 @@ def grouped(db: Session, app_pk: int, f: Filters, by: str) -> dict[tuple[Any, ..
         keys = [R.currency, R.value]
         where.append(R.dimension == by)
     return _rows(db, select(*keys, *_rollup_counters()).where(*where).group_by(*keys), len(keys))
+
+
+# The facts' columns (by name) of each grouping the page shows, for one pass over them.
+_FACT_GROUPS: dict[str, tuple[str, ...]] = {
+    "day": ("day",),
+    **{by: (column,) for by, column in DIMENSION_COLUMNS.items()},
+    "variant": ("experiment_id", "variant_id"),
+}
+_FACT_GROUP_COLUMNS = ("day", *DIMENSION_COLUMNS.values(), "experiment_id", "variant_id")
+
+
+def _grouping_bits(columns: tuple[str, ...]) -> int:
+    """PostgreSQL's GROUPING(...) of a set grouped by ``columns``: a 1 bit (first column
+    highest) for each column the set leaves out."""
+    width = len(_FACT_GROUP_COLUMNS)
+    return sum(1 << (width - 1 - i) for i, c in enumerate(_FACT_GROUP_COLUMNS) if c not in columns)
+
+
+def _facts_in_one_pass(db: Session, app_pk: int, f: Filters) -> dict[str, dict[Any, Counters]]:
+    """``dashboard`` from the facts in one scan (PostgreSQL's GROUPING SETS), for the views
+    the rollups do not answer (two or more filters)."""
+    by_bits = {_grouping_bits(columns): name for name, columns in _FACT_GROUPS.items()}
+    columns = [getattr(F, c) for c in _FACT_GROUP_COLUMNS]
+    sets = [tuple_(F.currency, *[getattr(F, c) for c in cs]) for cs in _FACT_GROUPS.values()]
+    query = (
+        select(func.grouping(*columns), F.currency, *columns, *_fact_counters())
+        .where(*_fact_where(app_pk, f))
+        .group_by(func.grouping_sets(*sets))
+    )
+    width = 2 + len(columns)
+    out: dict[str, dict[Any, Counters]] = {name: {} for name in _FACT_GROUPS}
+    for row in db.execute(query):
+        values = tuple(row)
+        name = by_bits[int(values[0])]
+        currency = values[1]
+        named = dict(zip(_FACT_GROUP_COLUMNS, values[2:width], strict=True))
+        counters = {c: int(v or 0) for c, v in zip(COUNTERS, values[width:], strict=True)}
+        if name == "day":
+            out["day"][(named["day"], currency)] = counters
+        elif name == "variant":
+            if named["experiment_id"]:
+                key = f"{named['experiment_id']}/{named['variant_id']}"
+                out["variant"][(currency, key)] = counters
+        else:
+            out[name][(currency, named[DIMENSION_COLUMNS[name]])] = counters
+    return out
+
+
+def dashboard(db: Session, app_pk: int, f: Filters) -> dict[str, dict[tuple[Any, ...], Counters]]:
+    """Every grouping the reports page shows, by ``grouped``'s keys: ``day`` and each of
+    ``BREAKDOWNS`` except ``currency`` (the caller sums ``day`` into the figures and the
+    currency breakdown). From the rollups, one query: each dimension per value, ``all``
+    per day."""
+    if f.needs_facts:
+        if db.get_bind().dialect.name == "postgresql":
+            return _facts_in_one_pass(db, app_pk, f)
+        out = {"day": grouped(db, app_pk, f, "day")}
+        for by in BREAKDOWNS:
+            if by != "currency":
+                out[by] = grouped(db, app_pk, f, by)
+        return out
+    day = case((R.dimension == "all", R.day), else_=None).label("per_day")
+    query = (
+        select(R.dimension, R.value, R.currency, day, *_rollup_counters())
+        .where(*_rollup_where(app_pk, f))
+        .group_by(R.dimension, R.value, R.currency, day)
+    )
+    out = {"day": {}, **{by: {} for by in BREAKDOWNS if by != "currency"}}
+    for (dimension, value, currency, per_day), counters in _rows(db, query, 4).items():
+        if dimension == "all":
+            out["day"][(per_day, currency)] = counters
+        elif dimension in out:
+            out[dimension][(currency, value)] = counters
+    return out
 
 
 def offers(db: Session, app_pk: int, f: Filters) -> dict[tuple[str, str], Counters]:
@@ -202,9 +293,19 @@ def offers(db: Session, app_pk: int, f: Filters) -> dict[tuple[str, str], Counte
             out = {k: v for k, v in out.items() if k[1] == f.offer}
         return out
     OR = ReportOfferRollup
-    where = [OR.app_pk == app_pk, OR.day >= f.since, OR.day <= f.until]
+    chosen = f.rollup_filter
+    assert chosen is not None
+    where = [
+        OR.app_pk == app_pk,
+        OR.filter_dim == chosen[0],
+        OR.filter_value == chosen[1],
+        OR.day >= f.since,
+        OR.day <= f.until,
+    ]
     if f.currency is not None:
         where.append(OR.currency == f.currency)
+    if f.offer is not None:
+        where.append(OR.offer_id == f.offer)
     totals = (
         select(
             OR.currency,
@@ -217,6 +318,8 @@ def offers(db: Session, app_pk: int, f: Filters) -> dict[tuple[str, str], Counte
         .group_by(OR.currency, OR.offer_id)
     )
     for cur, offer_id, shown_n, accepted_n, kept_n in db.execute(totals):
+        if not (shown_n or accepted_n or kept_n):
+            continue
         out[(cur, offer_id)] = {
             "shown": int(shown_n or 0),
             "accepted": int(accepted_n or 0),
@@ -326,6 +429,11 @@ def comments(
         .where(
             CancelSession.app_pk == app_pk,
             CancelSession.reason_comment.is_not(None),
+            # A fact's day is its session's UTC start day: the same range on the sessions'
+            # side keeps the walk inside the range (with a filter that matches few
+            # sessions, it would otherwise read back through every older session).
+            CancelSession.created_at >= datetime.combine(f.since, time(), UTC),
+            CancelSession.created_at < datetime.combine(f.until + timedelta(days=1), time(), UTC),
             # SQLite would start from the facts' index otherwise; PostgreSQL's planner
             # needs no hint (and a wrong row estimate from the hint misleads it).
             *_fact_where(app_pk, f, by_index=db.get_bind().dialect.name == "postgresql"),
@@ -363,6 +471,8 @@ def variant_arms(
         select(R.currency, R.value, *_rollup_counters())
         .where(
             R.app_pk == app_pk,
+            R.filter_dim == "",
+            R.filter_value == "",
             R.dimension == "variant",
             R.day >= since,
             R.day <= until,
@@ -374,4 +484,8 @@ def variant_arms(
 
 
 def first_day(db: Session, app_pk: int) -> date | None:
-    return db.scalar(select(func.min(R.day)).where(R.app_pk == app_pk, R.dimension == "all"))
+    return db.scalar(
+        select(func.min(R.day)).where(
+            R.app_pk == app_pk, R.filter_dim == "", R.filter_value == "", R.dimension == "all"
+        )
+    )

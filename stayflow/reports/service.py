@@ -308,35 +308,39 @@ def apply_deltas(
     rollup_rows = [
         {
             "app_pk": app_pk,
+            "filter_dim": filter_dim,
+            "filter_value": filter_value[:255],
             "day": day,
             "currency": currency,
             "dimension": dimension,
             "value": value[:255],
             **{c: counters.get(c, 0) for c in COUNTERS},
         }
-        for (day, currency, dimension, value), counters in rollup.items()
+        for (day, currency, filter_dim, filter_value, dimension, value), counters in rollup.items()
     ]
     _upsert_add(
         db,
         ReportRollup.__table__,  # type: ignore[arg-type]
-        ("app_pk", "dimension", "day", "currency", "value"),
+        ("app_pk", "filter_dim", "filter_value", "day", "dimension", "currency", "value"),
         COUNTERS,
         rollup_rows,
     )
     offer_rows = [
         {
             "app_pk": app_pk,
+            "filter_dim": filter_dim,
+            "filter_value": filter_value[:255],
             "day": day,
             "currency": currency,
             "offer_id": offer_id,
             **{c: counters.get(c, 0) for c in OFFER_COUNTERS},
         }
-        for (day, currency, offer_id), counters in offer.items()
+        for (day, currency, filter_dim, filter_value, offer_id), counters in offer.items()
     ]
     _upsert_add(
         db,
         ReportOfferRollup.__table__,  # type: ignore[arg-type]
-        ("app_pk", "day", "currency", "offer_id"),
+        ("app_pk", "filter_dim", "filter_value", "day", "currency", "offer_id"),
         OFFER_COUNTERS,
         offer_rows,
     )

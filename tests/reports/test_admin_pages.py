@@ -64,6 +64,20 @@ def test_reports_page_charts_drill_down_csv_and_experiment(
     assert x.status_code == 200
     assert "Variant b saves more than holdout" in x.text
     assert "End and make b the default" in x.text
+    # Its dates: sessions of 2026-01-01..20 count; a range before them has no data yet, and
+    # the other-metric link keeps the range.
+    assert 'type="date"' in x.text and 'name="since"' in x.text
+    early = olga.client.get(
+        f"{base}/experiments/exp1?metric=save_rate&since=2025-11-01&until=2025-12-31"
+    )
+    assert early.status_code == 200 and "Not enough data yet" in early.text
+    assert 'value="2025-11-01"' in early.text
+    assert "since=2025-11-01&amp;until=2025-12-31" in early.text
+    ranged = olga.client.get(f"{base}/experiments/exp1?metric=save_rate&since=2026-01-01")
+    assert "Variant b saves more than holdout" in ranged.text
+    for bad, says in (("since=soon", "2026-12-01"), ("since=2026-02-01&until=2026-01-01", "first")):
+        answer = olga.client.get(f"{base}/experiments/exp1?{bad}")
+        assert answer.status_code == 400 and says in answer.text, bad
     vera = signed_in("vera@example.com")
     seen = vera.client.get(f"{base}/experiments/exp1")
     assert seen.status_code == 200 and "End and make" not in seen.text

@@ -56,10 +56,15 @@ def test_figures_breakdowns_and_drill_down(
     assert usd["save_rate"] == 0.5
     eur = next(r for r in body["per_currency"] if r["currency"] == "eur")
     assert (eur["sessions"], eur["deflects"]) == (1, 1)
-    # A filter the rollups lack reads the facts, and agrees.
+    # One filter reads the rollups kept per filter value; two read the facts; both agree.
     filtered = client.get("/api/v1/reports", headers=h, params={**Q, "reason": "too_expensive"})
-    assert filtered.json()["source"] == "facts"
+    assert filtered.json()["source"] == "rollups"
     assert [(r["currency"], r["sessions"]) for r in filtered.json()["per_currency"]] == [("usd", 2)]
+    two = client.get(
+        "/api/v1/reports", headers=h, params={**Q, "reason": "too_expensive", "plan": "Pro"}
+    )
+    assert two.json()["source"] == "facts"
+    assert [(r["currency"], r["sessions"]) for r in two.json()["per_currency"]] == [("usd", 1)]
     reasons = client.get("/api/v1/reports/breakdowns/reason", headers=h, params=Q).json()["rows"]
     assert {(r["currency"], r["value"], r["sessions"], r["save_rate"]) for r in reasons} == {
         ("usd", "too_expensive", 2, 0.5),

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,8 +22,10 @@ from stayflow.attribution import service as attribution
 from stayflow.attribution.models import AttributionWatch
 from stayflow.cancel_sessions.models import CancelSession
 from stayflow.db import transaction
-from stayflow.reports import service
+from stayflow.reports import read, repository, service
+from stayflow.reports.facts import FILTERS
 from stayflow.reports.models import COUNTERS, ReportOfferRollup, ReportRollup, ReportSettings
+from stayflow.reports.repository import BREAKDOWNS, Filters
 from tests.conftest import Tenant
 from tests.reports.helpers import BASE, app_pk, finish, new_session
 
@@ -45,9 +48,19 @@ def _age(created: datetime, customer_created: int | None) -> str:
     return "2y+"
 
 
-def raw_aggregation(
-    db: Session, pk: int
-) -> tuple[dict[Any, dict[str, int]], dict[Any, dict[str, int]]]:
+@dataclass
+class RawSession:
+    """One counted session as this test reads it from the raw sessions and watches."""
+
+    day: date
+    currency: str
+    values: dict[str, str]  # dimension -> value ("all" -> "")
+    filters: set[tuple[str, str]]  # the (filter, value) pairs it matches, ("", "") too
+    counters: dict[str, int]
+    offers: dict[str, dict[str, int]]
+
+
+def raw_sessions(db: Session, pk: int) -> list[RawSession]:
     settings = db.scalar(select(ReportSettings).where(ReportSettings.app_pk == pk))
     window = timedelta(days=settings.dedup_days if settings else 60)
     blocked = set(settings.blocked_domains) if settings else set()
@@ -61,10 +74,7 @@ def raw_aggregation(
         w.session_id: w
         for w in db.scalars(select(AttributionWatch).where(AttributionWatch.app_pk == pk))
     }
-    rollups: dict[Any, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTERS, 0))
-    offers: dict[Any, dict[str, int]] = defaultdict(
-        lambda: {"shown": 0, "accepted": 0, "mrr_kept": 0}
-    )
+    out: list[RawSession] = []
     for cs in sessions:
         superseded = (
             window.days > 0
@@ -85,7 +95,6 @@ def raw_aggregation(
             continue
         watch = watches.get(cs.session_id)
         currency = watch.currency if watch and watch.currency else fields["subscription.currency"]
-        day = cs.created_at.date()
         kept = watch.mrr_kept if watch else 0
         values = {
             "all": "",
@@ -98,35 +107,62 @@ def raw_aggregation(
         }
         if cs.experiment_id:
             values["variant"] = f"{cs.experiment_id}/{cs.variant_id}"
-        for dimension, value in values.items():
-            row = rollups[(day, currency, dimension, value)]
-            row["sessions"] += 1
-            if cs.outcome in OUTCOME_COUNTER:
-                row[OUTCOME_COUNTER[cs.outcome]] += 1
-            if watch and watch.status in STATUS_COUNTER:
-                row[STATUS_COUNTER[watch.status]] += 1
-            row["mrr_kept"] += kept
-            row["mrr_kept_sq"] += kept * kept
-            row["mrr_lost"] += watch.mrr_lost if watch else 0
-            row["cash"] += watch.cash_collected if watch else 0
+        filters = {("", "")} | {("offer", o) for o in cs.offers_shown}
+        for name in ("experience", "reason", "audience", "plan", "variant"):
+            if values.get(name):
+                filters.add((name, values[name]))
+        counters = dict.fromkeys(COUNTERS, 0)
+        counters["sessions"] = 1
+        if cs.outcome in OUTCOME_COUNTER:
+            counters[OUTCOME_COUNTER[cs.outcome]] += 1
+        if watch and watch.status in STATUS_COUNTER:
+            counters[STATUS_COUNTER[watch.status]] += 1
+        counters["mrr_kept"] = kept
+        counters["mrr_kept_sq"] = kept * kept
+        counters["mrr_lost"] = watch.mrr_lost if watch else 0
+        counters["cash"] = watch.cash_collected if watch else 0
         accepted = cs.offer_accepted_id if cs.outcome == "saved" else None
+        offers: dict[str, dict[str, int]] = {}
         for offer in cs.offers_shown:
-            row = offers[(day, currency, offer)]
-            row["shown"] += 1
-            if offer == accepted:
-                row["accepted"] += 1
-                row["mrr_kept"] += kept
+            took = offer == accepted
+            offers[offer] = {"shown": 1, "accepted": int(took), "mrr_kept": kept if took else 0}
+        out.append(RawSession(cs.created_at.date(), currency, values, filters, counters, offers))
+    return out
+
+
+def _add(total: dict[str, int], counters: dict[str, int]) -> None:
+    for name, value in counters.items():
+        total[name] += value
+
+
+def raw_aggregation(
+    db: Session, pk: int
+) -> tuple[dict[Any, dict[str, int]], dict[Any, dict[str, int]]]:
+    """What the rollup tables must hold: per (day, currency, filter, filter value, dimension,
+    value), and per (day, currency, filter, filter value, offer)."""
+    rollups: dict[Any, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTERS, 0))
+    offers: dict[Any, dict[str, int]] = defaultdict(
+        lambda: {"shown": 0, "accepted": 0, "mrr_kept": 0}
+    )
+    for raw in raw_sessions(db, pk):
+        for name, wanted in raw.filters:
+            for dimension, value in raw.values.items():
+                _add(rollups[(raw.day, raw.currency, name, wanted, dimension, value)], raw.counters)
+            for offer, counters in raw.offers.items():
+                _add(offers[(raw.day, raw.currency, name, wanted, offer)], counters)
     return dict(rollups), dict(offers)
 
 
 def stored(db: Session, pk: int) -> tuple[dict[Any, dict[str, int]], dict[Any, dict[str, int]]]:
     rollups = {
-        (r.day, r.currency, r.dimension, r.value): {c: getattr(r, c) for c in COUNTERS}
+        (r.day, r.currency, r.filter_dim, r.filter_value, r.dimension, r.value): {
+            c: getattr(r, c) for c in COUNTERS
+        }
         for r in db.scalars(select(ReportRollup).where(ReportRollup.app_pk == pk))
         if any(getattr(r, c) for c in COUNTERS)
     }
     offers = {
-        (r.day, r.currency, r.offer_id): {
+        (r.day, r.currency, r.filter_dim, r.filter_value, r.offer_id): {
             "shown": r.shown,
             "accepted": r.accepted,
             "mrr_kept": r.mrr_kept,
@@ -135,6 +171,70 @@ def stored(db: Session, pk: int) -> tuple[dict[Any, dict[str, int]], dict[Any, d
         if r.shown or r.accepted or r.mrr_kept
     }
     return rollups, offers
+
+
+def expected_reads(raws: list[RawSession], f: Filters) -> dict[str, dict[Any, dict[str, int]]]:
+    """What ``repository.grouped`` (by ``all``, ``day`` and each breakdown) and
+    ``repository.offers`` must answer for ``f``, brute force over the raw sessions."""
+    chosen = [(name, getattr(f, name)) for name in FILTERS if getattr(f, name)]
+    out: dict[str, dict[Any, dict[str, int]]] = defaultdict(
+        lambda: defaultdict(lambda: dict.fromkeys(COUNTERS, 0))
+    )
+    offers: dict[Any, dict[str, int]] = defaultdict(
+        lambda: {"shown": 0, "accepted": 0, "mrr_kept": 0}
+    )
+    for raw in raws:
+        if not f.since <= raw.day <= f.until:
+            continue
+        if f.currency is not None and raw.currency != f.currency:
+            continue
+        if not all(c in raw.filters for c in chosen):
+            continue
+        _add(out["all"][(raw.currency,)], raw.counters)
+        _add(out["day"][(raw.day, raw.currency)], raw.counters)
+        _add(out["currency"][(raw.currency, raw.currency)], raw.counters)
+        for dimension, value in raw.values.items():
+            if dimension != "all":
+                _add(out[dimension][(raw.currency, value)], raw.counters)
+        for offer, counters in raw.offers.items():
+            if f.offer is None or offer == f.offer:
+                _add(offers[(raw.currency, offer)], counters)
+    result = {by: dict(rows) for by, rows in out.items()}
+    result["offers"] = dict(offers)
+    return result
+
+
+def check_filtered_reads(db: Session, pk: int, rng: random.Random) -> int:
+    """Every single filter (read from the rollups) and a few pairs (read from the facts)
+    answer exactly what the raw sessions give, over a few ranges and currencies."""
+    raws = raw_sessions(db, pk)
+    singles = sorted({c for raw in raws for c in raw.filters} - {("", "")})
+    views: list[dict[str, str]] = [{}, {"reason": "no_such_reason"}]
+    views += [{name: value} for name, value in singles]
+    for _ in range(6):
+        (n1, v1), (n2, v2) = rng.sample(singles, 2)
+        if n1 != n2:
+            views.append({n1: v1, n2: v2})
+    checked = 0
+    for extra in views:
+        for since, until, currency in (
+            (BASE.date(), (BASE + timedelta(days=200)).date(), None),
+            ((BASE + timedelta(days=40)).date(), (BASE + timedelta(days=90)).date(), None),
+            (BASE.date(), (BASE + timedelta(days=200)).date(), "eur"),
+        ):
+            f = Filters(since=since, until=until, currency=currency, **extra)  # type: ignore[arg-type]
+            assert f.needs_facts == (len(extra) > 1)
+            want = expected_reads(raws, f)
+            for by in ("all", "day", *BREAKDOWNS):
+                assert repository.grouped(db, pk, f, by) == want.get(by, {}), (extra, by)
+            assert repository.offers(db, pk, f) == want["offers"], extra
+            board = read.dashboard(db, pk, f)
+            assert board.figures == read.figures(db, pk, f)
+            assert board.over_time == read.table(db, pk, f, "over-time")
+            assert board.breakdowns == {d: read.table(db, pk, f, d) for d in BREAKDOWNS}
+            assert board.offers == read.offers(db, pk, f)
+            checked += 1
+    return checked
 
 
 def _random_step(db: Session, pk: int, rng: random.Random, subs: list[str]) -> str:
@@ -238,6 +338,7 @@ def test_rollups_equal_the_raw_aggregation_after_random_changes(
         assert offer_rollups == raw_offers
         other_raw, other_offers = raw_aggregation(db, other_pk)
         assert stored(db, other_pk) == (other_raw, other_offers)
+        assert check_filtered_reads(db, pk, rng) > 30
 
 
 def test_a_second_visit_within_the_window_counts_once_with_the_latest_outcome(
@@ -250,7 +351,7 @@ def test_a_second_visit_within_the_window_counts_once_with_the_latest_outcome(
         service.refresh_all(db, pk)
     with transaction(session_factory) as db:
         rollups, _ = stored(db, pk)
-        assert rollups[(BASE.date(), "usd", "all", "")]["saves"] == 1
+        assert rollups[(BASE.date(), "usd", "", "", "all", "")]["saves"] == 1
         second = new_session(db, pk, "sub_x", BASE + timedelta(days=59))
         finish(db, second, "canceled")
         third = new_session(db, pk, "sub_y", BASE + timedelta(days=1))
@@ -258,15 +359,15 @@ def test_a_second_visit_within_the_window_counts_once_with_the_latest_outcome(
         service.refresh_all(db, pk)
     with transaction(session_factory) as db:
         rollups, _ = stored(db, pk)
-        assert (BASE.date(), "usd", "all", "") not in rollups  # superseded: counts nothing
+        assert (BASE.date(), "usd", "", "", "all", "") not in rollups  # superseded
         later = (BASE + timedelta(days=59)).date()
-        assert rollups[(later, "usd", "all", "")]["cancels"] == 1
-        assert rollups[(later, "usd", "all", "")]["sessions"] == 1
+        assert rollups[(later, "usd", "", "", "all", "")]["cancels"] == 1
+        assert rollups[(later, "usd", "", "", "all", "")]["sessions"] == 1
         # A shorter window: the first visit is a subscriber of its own again.
         service.set_settings(db, pk, dedup_days=30, blocked_domains=[], test_accounts=[])
         service.refresh_all(db, pk)
         rollups, _ = stored(db, pk)
-        assert rollups[(BASE.date(), "usd", "all", "")]["saves"] == 1
+        assert rollups[(BASE.date(), "usd", "", "", "all", "")]["saves"] == 1
 
 
 def test_an_erased_subscriber_leaves_no_id_in_the_facts_and_the_rollups_stay_exact(
