@@ -6,8 +6,10 @@ Only the code that opens a session commits: the request dependency
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -20,6 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import JSON, BigInteger, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -84,24 +87,142 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType}
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # isolation_level=None hands transaction control to SQLAlchemy's events below.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
+class SQLiteWriteQueue:
+    """First come, first served: the write transactions of one SQLite file in this process.
+
+    Every SQLite transaction here begins IMMEDIATE, taking the file's write lock up front,
+    so only one runs at a time anyway. Left to SQLite, the others poll for the lock (its
+    busy handler sleeps up to 100 ms between tries): among many threads a transaction can
+    lose every race until its busy timeout runs out ("database is locked"), and one that
+    wins may still have slept long after the lock came free. Queued here, each is handed
+    the turn as the one before ends. SQLite's busy timeout still arbitrates between
+    processes (``stayflow serve`` and ``stayflow worker`` on one file).
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._held = False
+        self._waiting: collections.deque[threading.Lock] = collections.deque()
+
+    def acquire(self, timeout: float) -> bool:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return True
+            gate = threading.Lock()
+            gate.acquire()
+            self._waiting.append(gate)
+        if gate.acquire(timeout=max(0.0, timeout)):
+            return True  # handed over by release()
+        with self._mutex:
+            if gate in self._waiting:
+                self._waiting.remove(gate)
+                return False
+        return True  # handed over just as the wait ran out
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiting:
+                self._waiting.popleft().release()  # the turn passes on; still held
+            else:
+                self._held = False
+
+
+_write_queues: dict[str, SQLiteWriteQueue] = {}
+_write_queues_lock = threading.Lock()
+
+
+def sqlite_write_queue(database: str | None) -> SQLiteWriteQueue | None:
+    """The process's queue for a SQLite file (``None`` for an in-memory database)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    key = str(Path(database).resolve())
+    with _write_queues_lock:
+        return _write_queues.setdefault(key, SQLiteWriteQueue())
+
+
+class QueuedSQLiteConnection(sqlite3.Connection):
+    """A sqlite3 connection that holds its file's write turn from BEGIN to its end."""
+
+    write_queue: SQLiteWriteQueue | None = None
+    busy_timeout: float = 30.0
+    _holding = False
+
+    def take_write_turn(self) -> None:
+        queue = self.write_queue
+        if queue is None or self._holding:
+            return
+        if not queue.acquire(self.busy_timeout):
+            raise OperationalError(
+                "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")
+            )
+        self._holding = True
+
+    def end_write_turn(self) -> None:
+        # Only once the transaction is over: a COMMIT that failed leaves it open.
+        if self._holding and not self.in_transaction:
+            self._holding = False
+            assert self.write_queue is not None
+            self.write_queue.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.end_write_turn()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.end_write_turn()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self._holding:
+                self._holding = False
+                assert self.write_queue is not None
+                self.write_queue.release()
+
+
+def _sqlite_connect(
+    queue: SQLiteWriteQueue | None, busy_timeout: float
+) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # isolation_level=None hands transaction control to SQLAlchemy's events below.
+        dbapi_connection.isolation_level = None
+        if isinstance(dbapi_connection, QueuedSQLiteConnection):
+            dbapi_connection.write_queue = queue
+            dbapi_connection.busy_timeout = busy_timeout
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
 
 
 def _sqlite_begin(conn: Any) -> None:
     # BEGIN IMMEDIATE takes the write lock up front: two writers never deadlock
-    # on a lock upgrade, they queue on busy_timeout instead.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # on a lock upgrade; in this process they queue for their turn first.
+    dbapi_connection = conn.connection.dbapi_connection
+    queued = isinstance(dbapi_connection, QueuedSQLiteConnection)
+    if queued:
+        dbapi_connection.take_write_turn()
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except BaseException:
+        if queued:
+            dbapi_connection.end_write_turn()
+        raise
 
 
-def make_engine(settings: Settings, **kwargs: Any) -> Engine:
+def make_engine(settings: Settings, *, sqlite_busy_timeout: float = 30.0, **kwargs: Any) -> Engine:
+    """The engine for ``settings``; ``sqlite_busy_timeout``: how long a SQLite transaction
+    waits for the write lock before failing "database is locked"."""
     url = settings.database_url
     if url.startswith("sqlite"):
         path = settings.sqlite_path
@@ -109,12 +230,18 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            # sqlite3's timeout is SQLite's busy timeout (the busy_timeout pragma).
+            connect_args={
+                "check_same_thread": False,
+                "timeout": sqlite_busy_timeout,
+                "factory": QueuedSQLiteConnection,
+            },
             pool_size=8,
             max_overflow=16,
             **kwargs,
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        queue = sqlite_write_queue(engine.url.database)
+        event.listen(engine, "connect", _sqlite_connect(queue, sqlite_busy_timeout))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, **kwargs)
