@@ -50,6 +50,11 @@ class Conflict(StayflowError):
     error_type = "conflict"
 
 
+class PreconditionFailed(StayflowError):
+    status_code = 412
+    error_type = "precondition_failed"
+
+
 class Unavailable(StayflowError):
     status_code = 503
     error_type = "unavailable"

@@ -3,13 +3,15 @@ its versions (history, restore) and its draft (save, read, publish, discard)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 
 from stayflow.billing.actions.validation import offer_check
 from stayflow.db import utcnow
 from stayflow.deps import DB, CurrentApp
+from stayflow.errors import PreconditionFailed
 from stayflow.flows import service, versions
 from stayflow.flows.assignment import choose
 from stayflow.flows.models import FlowVersion
@@ -39,6 +41,40 @@ Draft = Annotated[
     Query(description="Save as the draft: validated the same way, not live until published."),
 ]
 VersionNumber = Annotated[int, Path(ge=1, le=2_147_483_647, description="The version number.")]
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        max_length=100,
+        description="The ETag of what this change replaces, as you read it (GET answers it): "
+        "when someone changed it since, nothing is saved and the answer is 412. "
+        "Without it the change is made whatever is there.",
+    ),
+]
+
+
+def etag(value: Any) -> str:
+    return f'"{service.fingerprint(value)}"'
+
+
+def _expected(if_match: str | None) -> str | None:
+    """The fingerprint an If-Match names (``*`` or none: no condition)."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    tag = if_match.strip()
+    tag = tag[2:] if tag.startswith("W/") else tag
+    return tag.strip('"')
+
+
+def _guarded(
+    change: Callable[[str | None], service.Applied], if_match: str | None
+) -> service.Applied:
+    try:
+        return change(_expected(if_match))
+    except service.FlowsChanged as exc:
+        raise PreconditionFailed(
+            f"{exc.message}: read it again (its ETag changed) and make your change on that"
+        ) from exc
 
 
 def api_author(request: Request) -> str:
@@ -58,9 +94,11 @@ def _applied(result: service.Applied) -> FlowsSaved:
 
 
 @router.get("", response_model=FlowsOut, summary="The app's flows document")
-def get_flows(db: DB, app: CurrentApp) -> FlowsOut:
+def get_flows(db: DB, app: CurrentApp, response: Response) -> FlowsOut:
     doc, version = service.current(db, app)
-    return FlowsOut(version=version, flows=doc.normalized())
+    flows = doc.normalized()
+    response.headers["ETag"] = etag(flows)
+    return FlowsOut(version=version, flows=flows)
 
 
 @router.put("", response_model=FlowsSaved, summary="Replace the flows document (or the draft)")
@@ -69,23 +107,32 @@ def put_flows(
     db: DB,
     app: CurrentApp,
     request: Request,
+    response: Response,
     message: Message = None,
     draft: Draft = False,
     dry_run: bool = Query(False, description="Validate and show the diff without saving."),
+    if_match: IfMatch = None,
 ) -> FlowsSaved:
     check = offer_check(request.app.state.services)
-    return _applied(
-        service.apply(
-            db,
-            app,
-            body.normalized(),
-            dry_run=dry_run,
-            offer_check=check,
-            author=api_author(request),
-            message=message,
-            draft=draft,
+    result = _applied(
+        _guarded(
+            lambda expected: service.apply(
+                db,
+                app,
+                body.normalized(),
+                dry_run=dry_run,
+                offer_check=check,
+                author=api_author(request),
+                message=message,
+                draft=draft,
+                expected=expected,
+            ),
+            if_match,
         )
     )
+    if not dry_run:  # the ETag of what now stands: the next change's If-Match
+        response.headers["ETag"] = etag(result.flows)
+    return result
 
 
 @router.post("/resolve", response_model=ResolveOut, summary="Which experience these fields get")
@@ -107,8 +154,9 @@ def resolve(body: ResolveRequest, db: DB, app: CurrentApp) -> ResolveOut:
 
 
 @router.get("/draft", response_model=DraftOut, summary="The draft (404 no_draft when none)")
-def get_draft(db: DB, app: CurrentApp) -> DraftOut:
+def get_draft(db: DB, app: CurrentApp, response: Response) -> DraftOut:
     found = versions.get_draft(db, app)
+    response.headers["ETag"] = etag(found.document)
     return DraftOut(
         flows=found.document,
         message=found.message,
@@ -202,8 +250,12 @@ def restore_version(
 
 
 @router.get("/{kind}/{item_id}", response_model=dict[str, Any], summary="One item")
-def get_item(kind: Kind, item_id: str, db: DB, app: CurrentApp) -> dict[str, Any]:
-    return service.get_item(db, app, kind, item_id)
+def get_item(
+    kind: Kind, item_id: str, db: DB, app: CurrentApp, response: Response
+) -> dict[str, Any]:
+    found = service.get_item(db, app, kind, item_id)
+    response.headers["ETag"] = etag(found)
+    return found
 
 
 @router.put("/{kind}/{item_id}", response_model=FlowsSaved, summary="Create or replace one item")
@@ -218,19 +270,24 @@ def put_item(
     body: dict[str, Any] = Body(
         description="A reason, offer, audience, experience or experiment, as in the flows file."
     ),
+    if_match: IfMatch = None,
 ) -> FlowsSaved:
     check = offer_check(request.app.state.services)
     return _applied(
-        service.put_item(
-            db,
-            app,
-            kind,
-            item_id,
-            body,
-            offer_check=check,
-            author=api_author(request),
-            message=message,
-            draft=draft,
+        _guarded(
+            lambda expected: service.put_item(
+                db,
+                app,
+                kind,
+                item_id,
+                body,
+                offer_check=check,
+                author=api_author(request),
+                message=message,
+                draft=draft,
+                expected=expected,
+            ),
+            if_match,
         )
     )
 
@@ -244,10 +301,21 @@ def delete_item(
     request: Request,
     message: Message = None,
     draft: Draft = False,
+    if_match: IfMatch = None,
 ) -> FlowsSaved:
     return _applied(
-        service.delete_item(
-            db, app, kind, item_id, author=api_author(request), message=message, draft=draft
+        _guarded(
+            lambda expected: service.delete_item(
+                db,
+                app,
+                kind,
+                item_id,
+                author=api_author(request),
+                message=message,
+                draft=draft,
+                expected=expected,
+            ),
+            if_match,
         )
     )
 

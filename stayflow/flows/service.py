@@ -237,8 +237,9 @@ def apply(
 ) -> Applied:
     """Replace the app's flows with ``data``; a no-op (same version) when nothing changes.
 
-    ``expected``: the ``fingerprint`` of the working document (the draft, else the live
-    flows) the editor started from; when it has changed since, nothing is saved.
+    ``expected``: the ``fingerprint`` of the document this change replaces as the caller
+    read it (with ``draft``: the draft, else the live flows; without: the live flows); when
+    it has changed since, nothing is saved.
 
     A change to the live flows is kept as a new version (``author``, ``message``, the whole
     document and its diff). With ``draft`` the document is validated the same way and kept
@@ -268,10 +269,8 @@ def apply(
         old = doc.normalized()
         diff = fileformat.diff({**old, **old_sections}, {**new, **sections})
         return Applied(new, version, old != new or sections_changed, diff, warnings, draft)
-    if expected is not None:
-        _locked_config(db, app)
-        if fingerprint(working(db, app)[0]) != expected:
-            raise FlowsChanged("the flows were changed by someone else since you opened them")
+    if expected is not None and fingerprint(_base(db, app, draft)) != expected:
+        raise FlowsChanged("the flows were changed by someone else since you read them")
     if draft:
         return _save_draft(db, app, new, author=author, message=message, warnings=warnings)
     for key, value in sections.items():
@@ -364,10 +363,7 @@ def put_item(
     item = {**body, "id": item_id}
     data = _base(db, app, draft)
     items = list(data.get(kind, []))
-    if expected is not None:
-        before = next((i for i in items if i.get("id") == item_id), None)
-        if fingerprint(before) != expected:
-            raise FlowsChanged(f"this {kind[:-1]} was changed by someone else since you opened it")
+    _check_expected(kind, items, item_id, expected)
     for index, existing in enumerate(items):
         if existing.get("id") == item_id:
             items[index] = item
@@ -378,6 +374,16 @@ def put_item(
     return apply(
         db, app, data, offer_check=offer_check, author=author, message=message, draft=draft
     )
+
+
+def _check_expected(
+    kind: str, items: list[dict[str, Any]], item_id: str, expected: str | None
+) -> None:
+    if expected is None:
+        return
+    before = next((i for i in items if i.get("id") == item_id), None)
+    if fingerprint(before) != expected:
+        raise FlowsChanged(f"this {kind[:-1]} was changed by someone else since you read it")
 
 
 def _base(db: Session, app: App, draft: bool) -> dict[str, Any]:
@@ -400,10 +406,12 @@ def delete_item(
     author: str = SYSTEM_AUTHOR,
     message: str | None = None,
     draft: bool = False,
+    expected: str | None = None,
 ) -> Applied:
     _check_kind(kind)
     data = _base(db, app, draft)
     items = list(data.get(kind, []))
+    _check_expected(kind, items, item_id, expected)
     kept = [i for i in items if i.get("id") != item_id]
     if len(kept) == len(items):
         raise FlowItemNotFound(f"no {kind[:-1]} {item_id!r}")

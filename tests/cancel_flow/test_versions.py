@@ -393,3 +393,72 @@ def test_two_one_item_changes_at_once_keep_each_other(client, owner, session_fac
         for r in client.get("/api/v1/flows", headers=owner.headers).json()["flows"]["reasons"]
     ]
     assert reasons == ["too_expensive", "not_using", "rival", "bugs"]
+
+
+def test_if_match_refuses_a_change_to_what_someone_else_changed_since(client, owner):
+    """GET answers an ETag; a PUT or DELETE that names it with If-Match is made only if what
+    it replaces is still what was read (412 otherwise, nothing saved); without it, as before."""
+    apply_flows(client, owner)
+    h = owner.headers
+    read = client.get("/api/v1/flows", headers=h)
+    tag = read.headers["ETag"]
+    assert tag.startswith('"') and tag.endswith('"')
+    # Someone else changes the flows: our tag is stale now.
+    other = client.put("/api/v1/flows", json=_changed("theirs"), headers=h)
+    assert other.status_code == 200 and other.headers["ETag"] != tag
+    refused = client.put("/api/v1/flows", json=_changed("ours"), headers={**h, "If-Match": tag})
+    assert refused.status_code == 412, refused.text
+    assert refused.json()["error"]["type"] == "precondition_failed"
+    live = client.get("/api/v1/flows", headers=h)
+    assert live.json()["flows"]["experiences"][1]["title"] == "theirs"
+    # With the fresh tag (GET's, or the last PUT's answer) the change is made.
+    assert live.headers["ETag"] == other.headers["ETag"]
+    ok = client.put(
+        "/api/v1/flows", json=_changed("ours"), headers={**h, "If-Match": live.headers["ETag"]}
+    )
+    assert ok.status_code == 200, ok.text
+    # One item: its own tag, so a change to another item is no conflict.
+    path = "/api/v1/flows/reasons/too_expensive"
+    item = client.get(path, headers=h)
+    item_tag = item.headers["ETag"]
+    assert (
+        client.put(
+            "/api/v1/flows/reasons/not_using", json={"label": "Unused"}, headers=h
+        ).status_code
+        == 200
+    )
+    renamed = {**item.json(), "label": "Pricey"}
+    assert client.put(path, json=renamed, headers={**h, "If-Match": item_tag}).status_code == 200
+    stale = client.put(path, json={**renamed, "label": "Old"}, headers={**h, "If-Match": item_tag})
+    assert stale.status_code == 412
+    gone = client.delete(path, headers={**h, "If-Match": f"W/{item_tag}"})
+    assert gone.status_code == 412
+    assert client.get(path, headers=h).json()["label"] == "Pricey"
+    # The draft has its tag too; "*" means whatever is there.
+    assert (
+        client.put("/api/v1/flows?draft=true", json=_changed("draft 1"), headers=h).status_code
+        == 200
+    )
+    draft_tag = client.get("/api/v1/flows/draft", headers=h).headers["ETag"]
+    assert (
+        client.put(
+            "/api/v1/flows?draft=true",
+            json=_changed("draft 2"),
+            headers={**h, "If-Match": draft_tag},
+        ).status_code
+        == 200
+    )
+    assert (
+        client.put(
+            "/api/v1/flows?draft=true",
+            json=_changed("draft 3"),
+            headers={**h, "If-Match": draft_tag},
+        ).status_code
+        == 412
+    )
+    assert (
+        client.put(
+            "/api/v1/flows?draft=true", json=_changed("draft 3"), headers={**h, "If-Match": "*"}
+        ).status_code
+        == 200
+    )
