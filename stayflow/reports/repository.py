@@ -273,9 +273,47 @@ def dashboard(db: Session, app_pk: int, f: Filters) -> dict[str, dict[tuple[Any,
     return out
 
 
+def _offers_from_facts_pg(db: Session, app_pk: int, f: Filters) -> dict[tuple[str, str], Counters]:
+    """``offers`` from the facts, summed by PostgreSQL: each fact's offers (shown, and the
+    accepted one) unnested from its ",a,b," list."""
+    listed = (
+        func.unnest(func.string_to_array(F.offers_shown.concat(F.offer_id), ","))
+        .table_valued("offer")
+        .render_derived()
+    )
+    each = select(listed.c.offer).where(listed.c.offer != "").distinct().lateral("each_offer")
+    offer = each.c.offer
+    took = F.offer_id == offer
+    query = (
+        select(
+            F.currency,
+            offer,
+            _one_if(func.strpos(F.offers_shown, literal(",").concat(offer).concat(",")) > 0),
+            _one_if(took),
+            func.sum(case((took, F.mrr_kept), else_=0)),
+        )
+        .select_from(F)
+        .join(each, literal(True))
+        .where(*_fact_where(app_pk, f))
+        .group_by(F.currency, offer)
+    )
+    if f.offer is not None:
+        query = query.where(offer == f.offer)
+    return {
+        (currency, offer_id): {
+            "shown": int(shown),
+            "accepted": int(accepted),
+            "mrr_kept": int(kept),
+        }
+        for currency, offer_id, shown, accepted, kept in db.execute(query)
+    }
+
+
 def offers(db: Session, app_pk: int, f: Filters) -> dict[tuple[str, str], Counters]:
     """(currency, offer) -> shown, accepted, mrr_kept."""
     out: dict[tuple[str, str], Counters] = {}
+    if f.needs_facts and db.get_bind().dialect.name == "postgresql":
+        return _offers_from_facts_pg(db, app_pk, f)
     if f.needs_facts:
         query = select(F.currency, F.offers_shown, F.offer_id, F.mrr_kept).where(
             *_fact_where(app_pk, f)
