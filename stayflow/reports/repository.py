@@ -61,10 +61,13 @@ class Filters:
         """The rollups' (filter_dim, filter_value) that answer this view: ``("", "")``
         without a filter, the filter when there is one; None for two or more (the rollups
         are kept per single filter: such a view reads the facts)."""
-        chosen = [(name, getattr(self, name)) for name in FILTERS if getattr(self, name)]
+        chosen = [
+            (name, getattr(self, name)) for name in FILTERS if getattr(self, name) is not None
+        ]
         if not chosen:
             return ("", "")
-        return chosen[0] if len(chosen) == 1 else None
+        # The rollups keep no empty filter value (the API and the page never ask for one).
+        return chosen[0] if len(chosen) == 1 and chosen[0][1] else None
 
     @property
     def needs_facts(self) -> bool:
