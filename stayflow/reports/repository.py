@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, literal, or_, select, tuple_
+from sqlalchemy import Date, Select, and_, case, cast, func, literal, or_, select, tuple_, union_all
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -119,20 +119,21 @@ def _one_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
     return func.sum(case((condition, 1), else_=0))
 
 
-def _fact_counters() -> list[ColumnElement[Any]]:
+def _fact_counters(src: Any = F) -> list[ColumnElement[Any]]:
+    """The counters summed over facts (``src``: the facts' table, or a subquery of it)."""
     return [
         func.count().label("sessions"),
-        _one_if(F.outcome == "saved").label("saves"),
-        _one_if(F.outcome.in_(("deflected", "redirected"))).label("deflects"),
-        _one_if(F.outcome == "canceled").label("cancels"),
-        _one_if(F.outcome == "abandoned").label("abandoned"),
-        _one_if(F.status == "validated").label("validated"),
-        _one_if(F.status == "lapsed").label("lapsed"),
-        _one_if(F.status == "reactivated").label("reactivations"),
-        func.sum(F.mrr_kept).label("mrr_kept"),
-        func.sum(F.mrr_kept * F.mrr_kept).label("mrr_kept_sq"),
-        func.sum(F.mrr_lost).label("mrr_lost"),
-        func.sum(F.cash).label("cash"),
+        _one_if(src.outcome == "saved").label("saves"),
+        _one_if(src.outcome.in_(("deflected", "redirected"))).label("deflects"),
+        _one_if(src.outcome == "canceled").label("cancels"),
+        _one_if(src.outcome == "abandoned").label("abandoned"),
+        _one_if(src.status == "validated").label("validated"),
+        _one_if(src.status == "lapsed").label("lapsed"),
+        _one_if(src.status == "reactivated").label("reactivations"),
+        func.sum(src.mrr_kept).label("mrr_kept"),
+        func.sum(src.mrr_kept * src.mrr_kept).label("mrr_kept_sq"),
+        func.sum(src.mrr_lost).label("mrr_lost"),
+        func.sum(src.cash).label("cash"),
     ]
 
 
@@ -248,6 +249,39 @@ def _facts_in_one_pass(db: Session, app_pk: int, f: Filters) -> dict[str, dict[A
     return out
 
 
+def _facts_in_one_scan(db: Session, app_pk: int, f: Filters) -> dict[str, dict[Any, Counters]]:
+    """``dashboard`` from the facts where GROUPING SETS are missing (SQLite): the matching
+    facts are read once into a common table expression (used by every grouping, so SQLite
+    materializes it) and each grouping sums that, in one UNION ALL statement."""
+    wanted = (*_FACT_GROUP_COLUMNS, "currency", "outcome", "status", "mrr_kept", "mrr_lost", "cash")
+    matched = select(*[getattr(F, c) for c in wanted]).where(*_fact_where(app_pk, f)).cte("matched")
+    m = matched.c
+    no_day = cast(None, Date)
+    parts = []
+    for name, columns in _FACT_GROUPS.items():
+        if name == "day":
+            keys: list[Any] = [m.day, literal(""), literal("")]
+        else:
+            keys = [no_day, getattr(m, columns[0])]
+            keys.append(getattr(m, columns[1]) if len(columns) > 1 else literal(""))
+        parts.append(
+            select(literal(name), m.currency, *keys, *_fact_counters(m))
+            .where(m.experiment_id != "" if name == "variant" else literal(True))
+            .group_by(*[getattr(m, c) for c in ("currency", *columns)])
+        )
+    out: dict[str, dict[Any, Counters]] = {name: {} for name in _FACT_GROUPS}
+    for row in db.execute(union_all(*parts)):
+        name, currency, day, first, second, *sums = tuple(row)
+        counters = {c: int(v or 0) for c, v in zip(COUNTERS, sums, strict=True)}
+        if name == "day":
+            out["day"][(day, currency)] = counters
+        elif name == "variant":
+            out["variant"][(currency, f"{first}/{second}")] = counters
+        else:
+            out[name][(currency, first)] = counters
+    return out
+
+
 def dashboard(db: Session, app_pk: int, f: Filters) -> dict[str, dict[tuple[Any, ...], Counters]]:
     """Every grouping the reports page shows, by ``grouped``'s keys: ``day`` and each of
     ``BREAKDOWNS`` except ``currency`` (the caller sums ``day`` into the figures and the
@@ -256,18 +290,15 @@ def dashboard(db: Session, app_pk: int, f: Filters) -> dict[str, dict[tuple[Any,
     if f.needs_facts:
         if db.get_bind().dialect.name == "postgresql":
             return _facts_in_one_pass(db, app_pk, f)
-        out = {"day": grouped(db, app_pk, f, "day")}
-        for by in BREAKDOWNS:
-            if by != "currency":
-                out[by] = grouped(db, app_pk, f, by)
-        return out
+        return _facts_in_one_scan(db, app_pk, f)
     day = case((R.dimension == "all", R.day), else_=None).label("per_day")
     query = (
         select(R.dimension, R.value, R.currency, day, *_rollup_counters())
         .where(*_rollup_where(app_pk, f))
         .group_by(R.dimension, R.value, R.currency, day)
     )
-    out = {"day": {}, **{by: {} for by in BREAKDOWNS if by != "currency"}}
+    out: dict[str, dict[Any, Counters]] = {"day": {}}
+    out.update({by: {} for by in BREAKDOWNS if by != "currency"})
     for (dimension, value, currency, per_day), counters in _rows(db, query, 4).items():
         if dimension == "all":
             out["day"][(per_day, currency)] = counters
