@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, literal, or_, select, tuple_
+from sqlalchemy import Date, Select, and_, case, cast, func, literal, or_, select, tuple_, union_all
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -61,10 +61,13 @@ class Filters:
         """The rollups' (filter_dim, filter_value) that answer this view: ``("", "")``
         without a filter, the filter when there is one; None for two or more (the rollups
         are kept per single filter: such a view reads the facts)."""
-        chosen = [(name, getattr(self, name)) for name in FILTERS if getattr(self, name)]
+        chosen = [
+            (name, getattr(self, name)) for name in FILTERS if getattr(self, name) is not None
+        ]
         if not chosen:
             return ("", "")
-        return chosen[0] if len(chosen) == 1 else None
+        # The rollups keep no empty filter value (the API and the page never ask for one).
+        return chosen[0] if len(chosen) == 1 and chosen[0][1] else None
 
     @property
     def needs_facts(self) -> bool:
@@ -116,20 +119,21 @@ def _one_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
     return func.sum(case((condition, 1), else_=0))
 
 
-def _fact_counters() -> list[ColumnElement[Any]]:
+def _fact_counters(src: Any = F) -> list[ColumnElement[Any]]:
+    """The counters summed over facts (``src``: the facts' table, or a subquery of it)."""
     return [
         func.count().label("sessions"),
-        _one_if(F.outcome == "saved").label("saves"),
-        _one_if(F.outcome.in_(("deflected", "redirected"))).label("deflects"),
-        _one_if(F.outcome == "canceled").label("cancels"),
-        _one_if(F.outcome == "abandoned").label("abandoned"),
-        _one_if(F.status == "validated").label("validated"),
-        _one_if(F.status == "lapsed").label("lapsed"),
-        _one_if(F.status == "reactivated").label("reactivations"),
-        func.sum(F.mrr_kept).label("mrr_kept"),
-        func.sum(F.mrr_kept * F.mrr_kept).label("mrr_kept_sq"),
-        func.sum(F.mrr_lost).label("mrr_lost"),
-        func.sum(F.cash).label("cash"),
+        _one_if(src.outcome == "saved").label("saves"),
+        _one_if(src.outcome.in_(("deflected", "redirected"))).label("deflects"),
+        _one_if(src.outcome == "canceled").label("cancels"),
+        _one_if(src.outcome == "abandoned").label("abandoned"),
+        _one_if(src.status == "validated").label("validated"),
+        _one_if(src.status == "lapsed").label("lapsed"),
+        _one_if(src.status == "reactivated").label("reactivations"),
+        func.sum(src.mrr_kept).label("mrr_kept"),
+        func.sum(src.mrr_kept * src.mrr_kept).label("mrr_kept_sq"),
+        func.sum(src.mrr_lost).label("mrr_lost"),
+        func.sum(src.cash).label("cash"),
     ]
 
 
@@ -245,6 +249,39 @@ def _facts_in_one_pass(db: Session, app_pk: int, f: Filters) -> dict[str, dict[A
     return out
 
 
+def _facts_in_one_scan(db: Session, app_pk: int, f: Filters) -> dict[str, dict[Any, Counters]]:
+    """``dashboard`` from the facts where GROUPING SETS are missing (SQLite): the matching
+    facts are read once into a common table expression (used by every grouping, so SQLite
+    materializes it) and each grouping sums that, in one UNION ALL statement."""
+    wanted = (*_FACT_GROUP_COLUMNS, "currency", "outcome", "status", "mrr_kept", "mrr_lost", "cash")
+    matched = select(*[getattr(F, c) for c in wanted]).where(*_fact_where(app_pk, f)).cte("matched")
+    m = matched.c
+    no_day = cast(None, Date)
+    parts = []
+    for name, columns in _FACT_GROUPS.items():
+        if name == "day":
+            keys: list[Any] = [m.day, literal(""), literal("")]
+        else:
+            keys = [no_day, getattr(m, columns[0])]
+            keys.append(getattr(m, columns[1]) if len(columns) > 1 else literal(""))
+        parts.append(
+            select(literal(name), m.currency, *keys, *_fact_counters(m))
+            .where(m.experiment_id != "" if name == "variant" else literal(True))
+            .group_by(*[getattr(m, c) for c in ("currency", *columns)])
+        )
+    out: dict[str, dict[Any, Counters]] = {name: {} for name in _FACT_GROUPS}
+    for row in db.execute(union_all(*parts)):
+        name, currency, day, first, second, *sums = tuple(row)
+        counters = {c: int(v or 0) for c, v in zip(COUNTERS, sums, strict=True)}
+        if name == "day":
+            out["day"][(day, currency)] = counters
+        elif name == "variant":
+            out["variant"][(currency, f"{first}/{second}")] = counters
+        else:
+            out[name][(currency, first)] = counters
+    return out
+
+
 def dashboard(db: Session, app_pk: int, f: Filters) -> dict[str, dict[tuple[Any, ...], Counters]]:
     """Every grouping the reports page shows, by ``grouped``'s keys: ``day`` and each of
     ``BREAKDOWNS`` except ``currency`` (the caller sums ``day`` into the figures and the
@@ -253,18 +290,15 @@ def dashboard(db: Session, app_pk: int, f: Filters) -> dict[str, dict[tuple[Any,
     if f.needs_facts:
         if db.get_bind().dialect.name == "postgresql":
             return _facts_in_one_pass(db, app_pk, f)
-        out = {"day": grouped(db, app_pk, f, "day")}
-        for by in BREAKDOWNS:
-            if by != "currency":
-                out[by] = grouped(db, app_pk, f, by)
-        return out
+        return _facts_in_one_scan(db, app_pk, f)
     day = case((R.dimension == "all", R.day), else_=None).label("per_day")
     query = (
         select(R.dimension, R.value, R.currency, day, *_rollup_counters())
         .where(*_rollup_where(app_pk, f))
         .group_by(R.dimension, R.value, R.currency, day)
     )
-    out = {"day": {}, **{by: {} for by in BREAKDOWNS if by != "currency"}}
+    out: dict[str, dict[Any, Counters]] = {"day": {}}
+    out.update({by: {} for by in BREAKDOWNS if by != "currency"})
     for (dimension, value, currency, per_day), counters in _rows(db, query, 4).items():
         if dimension == "all":
             out["day"][(per_day, currency)] = counters
@@ -273,9 +307,47 @@ def dashboard(db: Session, app_pk: int, f: Filters) -> dict[str, dict[tuple[Any,
     return out
 
 
+def _offers_from_facts_pg(db: Session, app_pk: int, f: Filters) -> dict[tuple[str, str], Counters]:
+    """``offers`` from the facts, summed by PostgreSQL: each fact's offers (shown, and the
+    accepted one) unnested from its ",a,b," list."""
+    listed = (
+        func.unnest(func.string_to_array(F.offers_shown.concat(F.offer_id), ","))
+        .table_valued("offer")
+        .render_derived()
+    )
+    each = select(listed.c.offer).where(listed.c.offer != "").distinct().lateral("each_offer")
+    offer = each.c.offer
+    took = F.offer_id == offer
+    query = (
+        select(
+            F.currency,
+            offer,
+            _one_if(func.strpos(F.offers_shown, literal(",").concat(offer).concat(",")) > 0),
+            _one_if(took),
+            func.sum(case((took, F.mrr_kept), else_=0)),
+        )
+        .select_from(F)
+        .join(each, literal(True))
+        .where(*_fact_where(app_pk, f))
+        .group_by(F.currency, offer)
+    )
+    if f.offer is not None:
+        query = query.where(offer == f.offer)
+    return {
+        (currency, offer_id): {
+            "shown": int(shown),
+            "accepted": int(accepted),
+            "mrr_kept": int(kept),
+        }
+        for currency, offer_id, shown, accepted, kept in db.execute(query)
+    }
+
+
 def offers(db: Session, app_pk: int, f: Filters) -> dict[tuple[str, str], Counters]:
     """(currency, offer) -> shown, accepted, mrr_kept."""
     out: dict[tuple[str, str], Counters] = {}
+    if f.needs_facts and db.get_bind().dialect.name == "postgresql":
+        return _offers_from_facts_pg(db, app_pk, f)
     if f.needs_facts:
         query = select(F.currency, F.offers_shown, F.offer_id, F.mrr_kept).where(
             *_fact_where(app_pk, f)

@@ -34,6 +34,8 @@ from stayflow.reports.models import (
 )
 
 REFRESH_BATCH = 2000
+# Rollup rows per upsert round trip.
+UPSERT_BATCH = 1000
 # Subscribers recounted per statement batch (and sessions per subscriber read at most).
 SUBSCRIBER_BATCH = 500
 MAX_SESSIONS_PER_SUBSCRIBER = 1000
@@ -290,13 +292,15 @@ def _upsert_add(
     dialect = db.get_bind().dialect.name
     insert_fn: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
     rows.sort(key=lambda r: tuple(str(r[k]) for k in keys))  # one lock order: no deadlocks
-    for start in range(0, len(rows), 500):
-        stmt = insert_fn(table).values(rows[start : start + 500])
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(keys),
-            set_={c: table.c[c] + stmt.excluded[c] for c in counters},
-        )
-        db.execute(stmt)
+    # One single-row statement run for many rows (compiled once; the driver batches it):
+    # a multi-row VALUES built per batch cost more to compile than to run.
+    stmt = insert_fn(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={c: table.c[c] + stmt.excluded[c] for c in counters},
+    )
+    for start in range(0, len(rows), UPSERT_BATCH):
+        db.execute(stmt, rows[start : start + UPSERT_BATCH])
 
 
 def apply_deltas(
