@@ -6,10 +6,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import threading
 import time
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from stayflow.db import transaction, utcnow
 from stayflow.events import service as events_service
@@ -395,3 +396,34 @@ def test_one_endpoint_never_has_two_requests_in_flight(hooks, owner, make_receiv
     for receiver in receivers:
         assert [r.msg_id for r in receiver.received] == [f"msg_{i}" for i in ids]
         assert receiver.most_in_flight == 1
+
+
+def test_no_connection_or_lock_is_held_while_a_request_hangs(hooks, owner, receiver):
+    """While an endpoint's request is in flight, its job holds no database connection, no
+    transaction and no lock (on SQLite: not the write turn; on PostgreSQL: no row lock on
+    the endpoint), so a hanging endpoint takes nothing the others' deliveries need."""
+    receiver.plan = [HANG]
+    ep = hooks.create(owner, receiver.url)
+    pk = endpoint_pk(hooks, ep["id"])
+    settings = hooks.settings.model_copy(update={"webhooks_timeout_seconds": 60.0})
+    worker = Worker(hooks.factory, services={"settings": settings, "encryptor": ENCRYPTOR})
+    emit(hooks, owner, 1)
+    runner = threading.Thread(target=worker.run_until_idle, kwargs={"timeout": 30})
+    runner.start()
+    try:
+        _wait_for(lambda: receiver.in_flight == 1, 10, "the request in flight")
+        pool = hooks.factory.kw["bind"].pool
+        assert pool.checkedout() == 0
+        asked = time.monotonic()
+        with transaction(hooks.factory) as db:
+            db.execute(
+                update(WebhookEndpoint)
+                .where(WebhookEndpoint.id == pk)
+                .values(description="touched while its request hangs")
+            )
+        assert time.monotonic() - asked < 1.0
+        assert receiver.in_flight == 1
+    finally:
+        receiver.released.set()
+        runner.join(30)
+        worker.stop(timeout=1)
