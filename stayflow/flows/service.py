@@ -411,10 +411,10 @@ def delete_item(
     _check_kind(kind)
     data = _base(db, app, draft)
     items = list(data.get(kind, []))
-    _check_expected(kind, items, item_id, expected)
     kept = [i for i in items if i.get("id") != item_id]
     if len(kept) == len(items):
         raise FlowItemNotFound(f"no {kind[:-1]} {item_id!r}")
+    _check_expected(kind, items, item_id, expected)
     data[kind] = kept
     try:
         return apply(db, app, data, author=author, message=message, draft=draft)

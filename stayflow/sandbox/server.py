@@ -262,11 +262,16 @@ class Server:
         """Run transitions that real time makes due (e.g. a resumes_at a few seconds away)."""
         while not self.stopping:
             await asyncio.sleep(0.5)
-            em = self.em
-            if em.state.due and em.state.due[0][0] <= em.clock.now():
-                with em.lock:
-                    em.run_due()
-            self._deliver_outbox()
+            try:
+                em = self.em
+                if em.state.due and em.state.due[0][0] <= em.clock.now():
+                    with em.lock:
+                        em.run_due()
+                self._deliver_outbox()
+            except Exception:
+                # One bad tick must not end the ticker: every later renewal and webhook of
+                # this sandbox would silently stop.
+                log.exception("sandbox.ticker_failed")
 
     def _deliver_outbox(self) -> None:
         if not self.em.state.outbox:
@@ -274,12 +279,17 @@ class Server:
         started: list[tuple[Obj, Obj, Delivery]] = []
         # One hold of the (re-entrant) lock: an event leaves the outbox and its deliveries
         # appear together, so Emulator.webhooks_in_flight never sees it in neither.
-        with self.em.lock:
-            for event, endpoints in self.em.take_outbox():
-                for endpoint in endpoints:
-                    delivery = Delivery(event["id"], endpoint["id"], endpoint["url"])
-                    self.em.state.deliveries.append(delivery)
-                    started.append((event, endpoint, delivery))
+        try:
+            with self.em.lock:
+                for event, endpoints in self.em.take_outbox():
+                    for endpoint in endpoints:
+                        delivery = Delivery(event["id"], endpoint["id"], endpoint["url"])
+                        self.em.state.deliveries.append(delivery)
+                        started.append((event, endpoint, delivery))
+        except Exception:
+            # The request it follows succeeded (Stripe's would have); what is left in the
+            # outbox goes at the next tick.
+            log.exception("sandbox.outbox_failed")
         for event, endpoint, delivery in started:
             self._spawn(self._deliver(event, endpoint, delivery))
 

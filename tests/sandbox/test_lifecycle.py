@@ -245,6 +245,15 @@ def receiver() -> Iterator[tuple[str, type[_Receiver]]]:
     server.server_close()
 
 
+def _arrived(event: threading.Event, sandbox: Sandbox, timeout: float = 10) -> None:
+    """Wait for a receiver to see a delivery; if it never does, say what the sandbox did."""
+    if not event.wait(timeout):
+        raise AssertionError(
+            f"no delivery arrived in {timeout} s; the sandbox's deliveries: "
+            f"{sandbox.webhook_deliveries()[-5:]}"
+        )
+
+
 def _wait(cond: Callable[[], bool], tries: int = 200) -> None:
     """Until the sandbox's own state says so (bounded; fails the test when it never does)."""
     for _ in range(tries):
@@ -270,7 +279,7 @@ def test_webhooks_signed_and_retried(
     assert "secret" not in stripe_client.v1.webhook_endpoints.retrieve(endpoint.id)
     handler.fail_first = 2
     sub = _sub(stripe_client, paying.id, price.id)
-    assert handler.arrived.wait(timeout=10)  # a delivery accepted by the receiver
+    _arrived(handler.arrived, sandbox)  # a delivery accepted by the receiver
     body, signature = handler.received[0]
     event = stripe.Webhook.construct_event(body, signature, endpoint.secret)
     assert event.type == "customer.subscription.created"
@@ -292,7 +301,7 @@ def test_sandbox_webhook_route(
     secret = sandbox.add_webhook(url, ["customer.created"], secret="whsec_fixed")
     assert secret == "whsec_fixed"
     stripe_client.v1.customers.create({"email": "w@example.com"})
-    assert handler.arrived.wait(timeout=10)  # a delivery accepted by the receiver
+    _arrived(handler.arrived, sandbox)  # a delivery accepted by the receiver
     event = stripe.Webhook.construct_event(*handler.received[0], secret)
     assert event.type == "customer.created"
 
@@ -535,7 +544,7 @@ def test_webhooks_in_flight_counts_an_event_until_its_receiver_answers(
         assert em.webhooks_in_flight() == 0
         stripe_client.v1.customers.create({"email": "held@example.com"})
         assert em.webhooks_in_flight() == 1  # in the outbox until the next tick
-        assert entered.wait(10)
+        _arrived(entered, sandbox)
         assert em.webhooks_in_flight() == 1  # posted; the answer not read yet
         release.set()
         _wait(lambda: em.webhooks_in_flight() == 0)
@@ -544,3 +553,30 @@ def test_webhooks_in_flight_counts_an_event_until_its_receiver_answers(
         release.set()
         server.shutdown()
         server.server_close()
+
+
+def test_a_tick_that_fails_does_not_stop_the_ticker(
+    stripe_client: stripe.StripeClient,
+    sandbox: Sandbox,
+    receiver: tuple[str, type[_Receiver]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stand-in fault (monkeypatched: no request makes the real outbox raise on demand):
+    one tick raising once must leave every later webhook of the sandbox delivered."""
+    assert sandbox.app is not None
+    em = sandbox.app.em
+    real = em.take_outbox
+    calls = {"n": 0}
+
+    def failing_once() -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("a bad tick")
+        return real()
+
+    monkeypatch.setattr(em, "take_outbox", failing_once)
+    url, handler = receiver
+    sandbox.add_webhook(url, ["customer.created"])
+    stripe_client.v1.customers.create({"email": "tick@example.com"})
+    _arrived(handler.arrived, sandbox)
+    assert calls["n"] >= 2
