@@ -297,9 +297,10 @@ def main() -> None:
         "control: again without" if args.control else "with slow+down endpoints", dirty_rounds
     )
     slow = sum(r.slow_delivered for r in dirty_rounds)
-    print(f"slow endpoint delivered {slow} (2 s each, in order); the down one none")
+    if not args.control:
+        print(f"slow endpoint delivered {slow} (2 s each, in order); the down one none")
     print(
-        "per round, healthy p99 without | with (ms): "
+        f"per round, healthy p99 {'first | second' if args.control else 'without | with'} (ms): "
         + ", ".join(
             f"{pct(c.delays, 0.99) * 1000:.0f} | {pct(d.delays, 0.99) * 1000:.0f}"
             for c, d in zip(clean_rounds, dirty_rounds, strict=True)
