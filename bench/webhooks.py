@@ -22,6 +22,9 @@ before the event's transaction writes it (so it includes that transaction's comm
 delay from the end of that commit is printed beside it. Deliveries/s counts every
 delivery received (slow endpoint included) over the "with bad" rounds' time.
 
+``--control`` runs the second side without bad endpoints too: the ratio two identical sides
+give is the measurement's noise on that machine.
+
 Prints deliveries/s, the healthy endpoints' p50/p99 delay on both sides, their ratio
 (goal: with-bad p99 within 1.2x of without-bad), each round's p99s, and the machine's
 load. Run it at a rate the healthy endpoints sustain with room to spare (the default,
@@ -232,6 +235,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--poll", type=float, default=0.05)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="no bad endpoints on either side: the ratio two identical sides give (the noise)",
+    )
     args = parser.parse_args()
     if args.rounds < 1 or args.events < 10 * args.rounds:
         parser.error("--rounds must be at least 1, with at least 10 events per round")
@@ -265,7 +273,11 @@ def main() -> None:
                     clean_rounds.append(
                         run_round(factory, events * 8 // 10, args.rate * 0.8, False, args.timeout)
                     )
-                    dirty_rounds.append(run_round(factory, events, args.rate, True, args.timeout))
+                    dirty_rounds.append(
+                        run_round(factory, events * 8 // 10, args.rate * 0.8, False, args.timeout)
+                        if args.control
+                        else run_round(factory, events, args.rate, True, args.timeout)
+                    )
                     loads.append(load())
             finally:
                 worker.stop(timeout=5)
@@ -283,11 +295,14 @@ def main() -> None:
     print(f"machine ({os.cpu_count()} cpus), load average at start and after each round:")
     print("  " + " | ".join(loads))
     clean = summary("without bad endpoints", clean_rounds)
-    dirty = summary("with slow+down endpoints", dirty_rounds)
+    dirty = summary(
+        "control: again without" if args.control else "with slow+down endpoints", dirty_rounds
+    )
     slow = sum(r.slow_delivered for r in dirty_rounds)
-    print(f"slow endpoint delivered {slow} (2 s each, in order); the down one none")
+    if not args.control:
+        print(f"slow endpoint delivered {slow} (2 s each, in order); the down one none")
     print(
-        "per round, healthy p99 without | with (ms): "
+        f"per round, healthy p99 {'first | second' if args.control else 'without | with'} (ms): "
         + ", ".join(
             f"{pct(c.delays, 0.99) * 1000:.0f} | {pct(d.delays, 0.99) * 1000:.0f}"
             for c, d in zip(clean_rounds, dirty_rounds, strict=True)

@@ -160,7 +160,13 @@ class QueuedSQLiteConnection(sqlite3.Connection):
 
     def end_write_turn(self) -> None:
         # Only once the transaction is over: a COMMIT that failed leaves it open.
-        if self._holding and not self.in_transaction:
+        if not self._holding:
+            return
+        try:
+            still_open = self.in_transaction
+        except sqlite3.Error:  # a closed connection has no transaction left
+            still_open = False
+        if not still_open:
             self._holding = False
             assert self.write_queue is not None
             self.write_queue.release()
