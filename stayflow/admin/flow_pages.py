@@ -551,6 +551,7 @@ def delete_item(
                 author=page.viewer.user.email,
                 message=message,
                 draft=draft,
+                expected=flow_forms.one(form, "base") or None,
             ),
         )
     except StayflowError as exc:

@@ -553,3 +553,41 @@ def test_a_stale_yaml_document_is_refused_and_kept(
     assert again.status_code == 303, again.text
     draft = api.get("/api/v1/flows/draft", headers=owner.headers).json()
     assert draft["flows"]["offers"][0]["button"] == "Ed's button"
+
+
+def test_a_stale_delete_is_refused(browser_client, editor, add_user, signed_in, owner):
+    add_user("ana@example.com", owner.app_id, role="editor")
+    ana = signed_in("ana@example.com")
+    base = f"/admin/apps/{owner.app_id}/flow"
+    yaml_page = editor.client.get(f"{base}/yaml").text
+    editor.client.post(
+        f"{base}/yaml",
+        data={"document": FLOWS_YAML, "save": "publish", "csrf": csrf_of(yaml_page)},
+    )
+    api = browser_client()
+    added = api.put("/api/v1/flows/reasons/spare", json={"label": "Spare"}, headers=owner.headers)
+    assert added.status_code == 200, added.text
+    path = f"{base}/reasons/spare"
+    ed_page, ana_page = editor.client.get(path).text, ana.client.get(path).text
+    assert (
+        ana.client.post(
+            path,
+            data={
+                "label": "Ana's",
+                "save": "publish",
+                "csrf": csrf_of(ana_page),
+                "base": _base_of(ana_page),
+            },
+        ).status_code
+        == 303
+    )
+    delete = {"save": "publish", "csrf": csrf_of(ed_page)}
+    stale = editor.client.post(f"{path}/delete", data={**delete, "base": _base_of(ed_page)})
+    assert stale.status_code == 409, stale.text
+    assert "Not deleted" in stale.text and "changed by someone else" in stale.text
+    reasons = [r["id"] for r in _flow(api, owner)["flows"]["reasons"]]
+    assert "spare" in reasons
+    fresh = editor.client.get(path).text
+    gone = editor.client.post(f"{path}/delete", data={**delete, "base": _base_of(fresh)})
+    assert gone.status_code == 303, gone.text
+    assert "spare" not in [r["id"] for r in _flow(api, owner)["flows"]["reasons"]]
