@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,9 +41,6 @@ class FlowsChanged(Conflict):
 
 def fingerprint(value: Any) -> str:
     """A short digest of an item or a document, carried by an editor's form as its base."""
-    import hashlib
-    import json
-
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 

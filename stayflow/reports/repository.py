@@ -137,18 +137,21 @@ def _fact_counters(src: Any = F) -> list[ColumnElement[Any]]:
     ]
 
 
-def _rollup_where(app_pk: int, f: Filters) -> list[ColumnElement[bool]]:
+def _rollup_where(
+    app_pk: int, f: Filters, table: type[ReportRollup] | type[ReportOfferRollup] = ReportRollup
+) -> list[ColumnElement[bool]]:
+    """The rows of a rollup table (both carry the same key columns) that ``f`` reads."""
     chosen = f.rollup_filter
     assert chosen is not None, "two or more filters read the facts"
     where = [
-        R.app_pk == app_pk,
-        R.filter_dim == chosen[0],
-        R.filter_value == chosen[1],
-        R.day >= f.since,
-        R.day <= f.until,
+        table.app_pk == app_pk,
+        table.filter_dim == chosen[0],
+        table.filter_value == chosen[1],
+        table.day >= f.since,
+        table.day <= f.until,
     ]
     if f.currency is not None:
-        where.append(R.currency == f.currency)
+        where.append(table.currency == f.currency)
     return where
 
 
@@ -365,17 +368,7 @@ def offers(db: Session, app_pk: int, f: Filters) -> dict[tuple[str, str], Counte
             out = {k: v for k, v in out.items() if k[1] == f.offer}
         return out
     OR = ReportOfferRollup
-    chosen = f.rollup_filter
-    assert chosen is not None
-    where = [
-        OR.app_pk == app_pk,
-        OR.filter_dim == chosen[0],
-        OR.filter_value == chosen[1],
-        OR.day >= f.since,
-        OR.day <= f.until,
-    ]
-    if f.currency is not None:
-        where.append(OR.currency == f.currency)
+    where = _rollup_where(app_pk, f, OR)
     if f.offer is not None:
         where.append(OR.offer_id == f.offer)
     totals = (
